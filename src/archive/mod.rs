@@ -1,0 +1,1 @@
+//! Archive stage: [`crate::manifest::Image`] -> compressed newc cpio, and reading one back.

@@ -1,0 +1,140 @@
+//! The only place that starts external programs.
+//!
+//! Every command is logged with its argv before it runs; a program that is not installed is
+//! [`Error::ToolMissing`] (with the package to install when the caller knows it); a failure
+//! carries the argv, the exit status and the tail of stderr, so the one error line the operator
+//! sees says what ran and what it said.
+
+use std::ffi::OsString;
+use std::io;
+use std::process::{Command, Output, Stdio};
+
+/// How many bytes of stderr an error keeps.
+const STDERR_TAIL: usize = 2000;
+
+/// Errors from running a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The program is not installed.
+    #[error("{program}: not found{}", .package.as_ref().map(|p| format!(" (install the package {p})")).unwrap_or_default())]
+    ToolMissing {
+        /// The program that was asked for.
+        program: String,
+        /// The package that provides it, when known.
+        package: Option<String>,
+    },
+    /// The program could not be started for another reason.
+    #[error("{argv}: {source}")]
+    Spawn {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The program ran and failed.
+    #[error("{argv} failed ({status}){}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
+    Failed {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// The exit status.
+        status: std::process::ExitStatus,
+        /// The end of what it wrote to stderr, trimmed.
+        stderr: String,
+    },
+}
+
+/// The command line of `cmd`, quoted where needed, for logs and errors.
+pub fn argv_string(cmd: &Command) -> String {
+    let mut parts: Vec<OsString> = vec![cmd.get_program().to_os_string()];
+    parts.extend(cmd.get_args().map(|a| a.to_os_string()));
+    parts
+        .iter()
+        .map(|p| {
+            let s = p.to_string_lossy();
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                s.into_owned()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured; a non-zero exit is an error.
+///
+/// `package` names what installs the program, for the error when it is missing.
+pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
+    let argv = argv_string(cmd);
+    log::debug!("run: {argv}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| spawn_error(cmd, argv.clone(), package, source))?;
+    if !out.status.success() {
+        return Err(Error::Failed {
+            argv,
+            status: out.status,
+            stderr: tail(&out.stderr),
+        });
+    }
+    Ok(out)
+}
+
+fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::NotFound {
+        Error::ToolMissing {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            package: package.map(str::to_string),
+        }
+    } else {
+        Error::Spawn { argv, source }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes of `bytes` as trimmed text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(STDERR_TAIL);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_failure_carries_argv_and_stderr() {
+        let e = run(
+            Command::new("sh").args(["-c", "echo oops >&2; exit 3"]),
+            None,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("sh -c 'echo oops >&2; exit 3' failed"),
+            "{text}"
+        );
+        assert!(text.ends_with(": oops"), "{text}");
+    }
+
+    #[test]
+    fn run_missing_program_names_the_package() {
+        let e = run(&mut Command::new("rear-no-such-tool"), Some("rear-tools")).unwrap_err();
+        assert!(matches!(e, Error::ToolMissing { .. }));
+        assert_eq!(
+            e.to_string(),
+            "rear-no-such-tool: not found (install the package rear-tools)"
+        );
+    }
+
+    #[test]
+    fn run_success_returns_stdout() {
+        let out = run(Command::new("sh").args(["-c", "echo hi"]), None).unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+    }
+}

@@ -1,0 +1,21 @@
+//! Relax-and-Recover in Rust: the library behind `rear-mkimage` and `rear-restore`.
+//!
+//! The build pipeline, one module per stage, data flowing one way:
+//! [`recipe`] -> [`inventory`] -> [`resolve`] -> [`closure`] ([`manifest::Manifest`]) ->
+//! [`archive`] -> output. Everything read from the host goes through [`sysroot::Sysroot`];
+//! every external program runs through [`exec`]. [`restore`] is the rescue-system side.
+
+pub mod archive;
+pub mod build;
+pub mod closure;
+pub mod exec;
+pub mod inventory;
+pub mod kmod;
+pub mod manifest;
+pub mod recipe;
+pub mod resolve;
+pub mod restore;
+pub mod sysroot;
+
+#[cfg(test)]
+pub mod testutil;

@@ -1,0 +1,1 @@
+//! Resolver: elf (being written).

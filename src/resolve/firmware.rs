@@ -1,0 +1,1 @@
+//! Resolver: firmware (being written).

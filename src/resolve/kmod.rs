@@ -1,0 +1,1 @@
+//! Resolver: kmod (being written).

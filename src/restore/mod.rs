@@ -1,0 +1,1 @@
+//! The rescue-system side: `rear-restore` as PID 1 and the recovery engine.

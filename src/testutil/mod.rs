@@ -1,0 +1,1 @@
+//! Test helpers: tiny ELF files, `.ko` files and fake sysroots built in code.
