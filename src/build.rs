@@ -1,1 +1,706 @@
-//! Build orchestration (being written).
+//! The build pipeline of `rear-mkimage`, stage by stage:
+//! recipes -> inventory -> resolve (programs and modules, in parallel) -> closure -> archive ->
+//! output. Each stage hands the next a typed value; this module only wires them and times them.
+//!
+//! Outputs are written atomically: every file goes to a temporary name in the output
+//! directory, is synced, and only when all of them are complete are they renamed into place,
+//! so a failed build leaves nothing behind.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::archive::{self, Compression};
+use crate::closure::{self, Closure, Role};
+use crate::inventory::{self, Kernel, KernelSpec};
+use crate::manifest::{Image, Kind, Source, sha256_hex};
+use crate::recipe::{self, Recipe};
+use crate::resolve::{
+    self,
+    kmod::{ModuleSet, Selection},
+};
+use crate::sysroot::Sysroot;
+
+/// Errors of a build; each names the stage's object.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A recipe could not be loaded.
+    #[error(transparent)]
+    Recipe(#[from] recipe::Error),
+    /// `--root` is unusable or a host read failed.
+    #[error(transparent)]
+    Sysroot(#[from] crate::sysroot::Error),
+    /// The kernel could not be found.
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+    /// Resolving programs, files or libraries failed.
+    #[error(transparent)]
+    Closure(#[from] closure::Error),
+    /// Resolving kernel modules failed.
+    #[error(transparent)]
+    Modules(#[from] resolve::kmod::Error),
+    /// Writing the archive failed.
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+    /// A required recipe item is missing.
+    #[error("{what} {name:?} (recipe {recipe}) not found{looked}")]
+    Missing {
+        /// `program`, `file`, ...
+        what: &'static str,
+        /// The item.
+        name: String,
+        /// The recipe's origin.
+        recipe: String,
+        /// Where it looked, starting with " in " (or empty).
+        looked: String,
+    },
+    /// `rear-restore`, which becomes `/init`, was not found.
+    #[error(
+        "rear-restore (the rescue system's /init) not found; looked in {looked}; build it with `make static` or pass --init PATH"
+    )]
+    InitMissing {
+        /// Where it looked.
+        looked: String,
+    },
+    /// The kernel has no module directory but modules were asked for.
+    #[error(
+        "kernel {kernel} has no /lib/modules/{kernel}: install its modules, or build with --modules none"
+    )]
+    NoModules {
+        /// The kernel release.
+        kernel: String,
+    },
+    /// `SOURCE_DATE_EPOCH` is not a number of seconds.
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a whole number of seconds since 1970")]
+    Epoch(String),
+    /// Writing an output file failed.
+    #[error("{}: {error}", .path.display())]
+    Output {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the kernel said.
+        error: std::io::Error,
+    },
+}
+
+/// What to build and from what.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The sysroot (`/` or `--root DIR`).
+    pub root: PathBuf,
+    /// Which kernel.
+    pub kernel: KernelSpec,
+    /// Recipe names or files, in order (the CLI puts [`recipe::DEFAULT`] first).
+    pub recipes: Vec<String>,
+    /// Which kernel modules go in.
+    pub modules: Selection,
+    /// How the initrd is compressed.
+    pub compression: Compression,
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// Also write the manifest next to the outputs.
+    pub json: bool,
+    /// The `rear-restore` binary to install as `/init`; `None` looks next to this program.
+    pub init: Option<PathBuf>,
+    /// Timestamps in the archive are clamped to this (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+}
+
+/// One file the build wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artefact {
+    /// Its final path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its hex SHA-256.
+    pub sha256: String,
+}
+
+/// What a build did: counts, sizes and time per stage, for the summary line and the report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Kernel release.
+    pub kernel: String,
+    /// Files asked for by recipes (programs, files), after symlinks are followed.
+    pub files: usize,
+    /// Libraries and interpreters pulled in.
+    pub libraries: usize,
+    /// Kernel modules.
+    pub modules: usize,
+    /// Firmware files.
+    pub firmware: usize,
+    /// Entries in the archive.
+    pub entries: usize,
+    /// Uncompressed archive size.
+    pub bytes_raw: u64,
+    /// Compressed archive size.
+    pub bytes_compressed: u64,
+    /// Wall time per stage, in order.
+    pub stages: Vec<(&'static str, Duration)>,
+    /// The files written.
+    pub artefacts: Vec<Artefact>,
+    /// Warnings (also in the manifest).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// The one summary line printed at the end of a build.
+    pub fn summary(&self, compression: &Compression) -> String {
+        let mut s = format!(
+            "{} files, {} libraries, {} modules, {} firmware; {} -> {} ({compression});",
+            self.files,
+            self.libraries,
+            self.modules,
+            self.firmware,
+            human(self.bytes_raw),
+            human(self.bytes_compressed),
+        );
+        for (name, d) in &self.stages {
+            let _ = write!(s, " {name} {:.2} s", d.as_secs_f64());
+            s.push(',');
+        }
+        s.pop();
+        s
+    }
+}
+
+/// Bytes as `12.3 MB` (decimal units, like `ls -h --si`).
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, or now when unset; a bad value is an error.
+pub fn epoch_from_env() -> Result<u64, Error> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| Error::Epoch(v)),
+        Err(_) => Ok(SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
+    }
+}
+
+/// Where `rear-restore` is when `--init` is not given: next to this program, then the
+/// installed locations.
+pub fn find_init(given: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(Error::InitMissing {
+                looked: p.display().to_string(),
+            })
+        };
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("rear-restore"));
+    }
+    candidates.push(PathBuf::from("/usr/lib/rear/rear-restore"));
+    candidates.push(PathBuf::from("/usr/libexec/rear/rear-restore"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| Error::InitMissing {
+            looked: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// A stage timer.
+struct Stages(Vec<(&'static str, Duration)>, Instant);
+
+impl Stages {
+    fn next(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.0.push((name, now - self.1));
+        self.1 = now;
+    }
+}
+
+/// Runs the whole build. `progress` is told the name of each stage as it starts.
+pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
+    let mut t = Stages(Vec::new(), Instant::now());
+    progress("recipes");
+    let recipes = opts
+        .recipes
+        .iter()
+        .map(|n| Recipe::load(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let init = find_init(opts.init.as_deref())?;
+    t.next("recipes");
+
+    progress("inventory");
+    let sys = Sysroot::new(&opts.root)?;
+    let kernel = inventory::find_kernel(&sys, &opts.kernel)?;
+    let hostname = inventory::hostname(&sys);
+    t.next("inventory");
+
+    progress("resolve");
+    let (modules, closure) = rayon::join(
+        || resolve_modules(&sys, &kernel, opts.modules, &recipes),
+        || resolve_files(&sys, &recipes, &init),
+    );
+    let modules = modules?;
+    let mut closure = closure?;
+    for w in &modules.warnings {
+        closure.warn(w.clone());
+    }
+    let report_files = closure.count(Role::Requested);
+    let report_libs = closure.count(Role::Library);
+    add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
+    add_rescue_skeleton(&mut closure, &hostname)?;
+    let mut image = closure.finish(&kernel.release)?;
+    t.next("resolve");
+
+    progress("archive");
+    let manifest_json = image.manifest.to_json();
+    add_manifest_file(&mut image, &manifest_json)?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(|error| Error::Output {
+        path: opts.out_dir.clone(),
+        error,
+    })?;
+    let mut outputs = Outputs::new(&opts.out_dir);
+    let initrd_name = format!("initrd-{}.img", kernel.release);
+    let stats = outputs.create(&initrd_name, |file| {
+        archive::write_initrd(&image, opts.epoch, opts.compression, file).map_err(Error::from)
+    })?;
+    t.next("archive");
+
+    progress("output");
+    let kernel_bytes = sys.read(&kernel.image)?;
+    outputs.create(&format!("vmlinuz-{}", kernel.release), |file| {
+        file.write_all(&kernel_bytes)
+            .map_err(|error| Error::Output {
+                path: kernel.image.clone(),
+                error,
+            })
+    })?;
+    if opts.json {
+        outputs.create(
+            &format!("initrd-{}.manifest.json", kernel.release),
+            |file| {
+                file.write_all(manifest_json.as_bytes())
+                    .map_err(|error| Error::Output {
+                        path: opts.out_dir.clone(),
+                        error,
+                    })
+            },
+        )?;
+    }
+    let artefacts = outputs.commit()?;
+    t.next("output");
+
+    let count = |role: Role| {
+        image
+            .manifest
+            .entries
+            .values()
+            .filter(|e| entry_role(e) == Some(role))
+            .count()
+    };
+    Ok(Report {
+        kernel: kernel.release.clone(),
+        files: report_files,
+        libraries: report_libs,
+        modules: modules.modules.len(),
+        firmware: count(Role::Firmware),
+        entries: image.manifest.entries.len(),
+        bytes_raw: stats.raw,
+        bytes_compressed: stats.compressed,
+        stages: t.0,
+        artefacts,
+        warnings: image.manifest.warnings.clone(),
+    })
+}
+
+fn entry_role(e: &crate::manifest::Entry) -> Option<Role> {
+    e.why.starts_with("firmware").then_some(Role::Firmware)
+}
+
+/// Selects and reads the kernel modules (`--modules` plus the recipes' `modules`).
+fn resolve_modules(
+    sys: &Sysroot,
+    kernel: &Kernel,
+    selection: Selection,
+    recipes: &[Recipe],
+) -> Result<ModuleSet, Error> {
+    let requests: Vec<resolve::kmod::Request> = recipes
+        .iter()
+        .flat_map(|r| {
+            r.file.modules.iter().map(|m| resolve::kmod::Request {
+                name: m.name().to_string(),
+                recipe: r.origin.clone(),
+                optional: m.optional(),
+            })
+        })
+        .collect();
+    if kernel.modules_dir.is_none() && selection != Selection::None {
+        return Err(Error::NoModules {
+            kernel: kernel.release.clone(),
+        });
+    }
+    Ok(resolve::kmod::resolve(
+        sys,
+        &kernel.release,
+        selection,
+        &requests,
+    )?)
+}
+
+/// Puts the modules, depmod's files for them and their firmware into the image.
+fn add_modules(
+    c: &mut Closure<'_>,
+    sys: &Sysroot,
+    kernel: &Kernel,
+    set: &ModuleSet,
+    recipes: &[Recipe],
+) -> Result<(), Error> {
+    let dir = format!("/lib/modules/{}", kernel.release);
+    for m in &set.modules {
+        let source = if m.decompressed() {
+            Source::Decompressed {
+                path: m.host_path.clone(),
+            }
+        } else {
+            Source::Host {
+                path: m.host_path.clone(),
+            }
+        };
+        c.add_bytes(
+            &format!("{dir}/{}", m.image_rel_path),
+            Arc::from(m.bytes.as_slice()),
+            0o644,
+            source,
+            &m.reason.to_string(),
+            Role::Module,
+        )?;
+    }
+    for (name, bytes) in &set.index_files {
+        c.add_generated(&format!("{dir}/{name}"), bytes.clone(), 0o644, "depmod")?;
+    }
+    // Firmware the modules name is taken when present; a recipe's firmware must be there.
+    let mut names = set.firmware();
+    let mut required = Vec::new();
+    for r in recipes {
+        for f in &r.file.firmware {
+            names.push(f.name().to_string());
+            if !f.optional() {
+                required.push((f.name().to_string(), r.origin.clone()));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    let found = resolve::firmware::resolve(sys, &kernel.release, &names).map_err(|e| match e {
+        resolve::firmware::Error::Sysroot(s) => Error::Sysroot(s),
+    })?;
+    if let Some((name, recipe)) = required.iter().find(|(n, _)| found.missing.contains(n)) {
+        return Err(Error::Missing {
+            what: "firmware",
+            name: name.clone(),
+            recipe: recipe.clone(),
+            looked: " in /lib/firmware".into(),
+        });
+    }
+    if !found.missing.is_empty() {
+        log::debug!(
+            "firmware named by modules but not installed: {}",
+            found.missing.join(", ")
+        );
+    }
+    for f in &found.files {
+        c.add_host_path(
+            &f.host_path,
+            &format!("firmware {}", f.name),
+            Role::Firmware,
+        )?;
+    }
+    Ok(())
+}
+
+/// Programs, files and libraries of all recipes, closed over their ELF dependencies, plus
+/// `/init`.
+fn resolve_files<'a>(
+    sys: &'a Sysroot,
+    recipes: &[Recipe],
+    init: &Path,
+) -> Result<Closure<'a>, Error> {
+    let mut c = Closure::new(sys)?;
+    for r in recipes {
+        let why = format!("recipe {}", r.name);
+        for item in &r.file.programs {
+            if !c.add_program(item.name(), &why)? {
+                missing(
+                    &mut c,
+                    item,
+                    "program",
+                    r,
+                    &format!(" in {}", closure::PATH.join(":")),
+                )?;
+            }
+        }
+        for group in &r.file.any_of {
+            let mut found = false;
+            for name in group {
+                if c.add_program(name, &why)? {
+                    found = true;
+                    break;
+                }
+            }
+            if !found && !group.is_empty() {
+                return Err(Error::Missing {
+                    what: "any of the programs",
+                    name: group.join(", "),
+                    recipe: r.origin.clone(),
+                    looked: format!(" in {}", closure::PATH.join(":")),
+                });
+            }
+        }
+        for item in &r.file.files {
+            if c.add_files(item.name(), &why)? == 0 {
+                missing(&mut c, item, "file", r, "")?;
+            }
+        }
+        for item in &r.file.libraries {
+            if !c.add_library(item.name(), &why)? {
+                missing(&mut c, item, "library", r, " in the library search path")?;
+            }
+        }
+    }
+    let bytes = std::fs::read(init).map_err(|error| Error::Output {
+        path: init.to_path_buf(),
+        error,
+    })?;
+    let dynamic = crate::resolve::elf::parse(init, &bytes)
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.interp.is_some());
+    c.add_bytes(
+        "/init",
+        Arc::from(bytes),
+        0o755,
+        Source::Build {
+            path: init.to_path_buf(),
+        },
+        "rescue system init",
+        Role::Requested,
+    )?;
+    if dynamic {
+        c.warn(format!(
+            "{} is dynamically linked; its libraries come from the sysroot (build it with `make static` for a static /init)",
+            init.display()
+        ));
+        c.scan_later(Path::new("/init"), "rescue system init");
+    }
+    c.resolve_dependencies()?;
+    Ok(c)
+}
+
+fn missing(
+    c: &mut Closure<'_>,
+    item: &recipe::Item,
+    what: &'static str,
+    r: &Recipe,
+    looked: &str,
+) -> Result<(), Error> {
+    if item.optional() {
+        log::debug!(
+            "optional {what} {} (recipe {}) not found",
+            item.name(),
+            r.name
+        );
+        return Ok(());
+    }
+    let _ = c;
+    Err(Error::Missing {
+        what,
+        name: item.name().to_string(),
+        recipe: r.origin.clone(),
+        looked: looked.to_string(),
+    })
+}
+
+/// The fixed skeleton of the rescue system: mount points, device nodes, host name, and the
+/// `poweroff`/`reboot`/`halt` commands, which are `/init` itself.
+fn add_rescue_skeleton(c: &mut Closure<'_>, hostname: &str) -> Result<(), Error> {
+    for (dir, mode) in [
+        ("/proc", 0o555),
+        ("/sys", 0o555),
+        ("/dev", 0o755),
+        ("/run", 0o755),
+        ("/tmp", 0o1777),
+        ("/root", 0o700),
+        ("/mnt", 0o755),
+        ("/etc/rear", 0o755),
+        ("/var/log", 0o755),
+    ] {
+        c.add_special(dir, Kind::Dir, mode, "skeleton")?;
+    }
+    c.add_special(
+        "/dev/console",
+        Kind::CharDevice { major: 5, minor: 1 },
+        0o600,
+        "skeleton",
+    )?;
+    c.add_special(
+        "/dev/null",
+        Kind::CharDevice { major: 1, minor: 3 },
+        0o666,
+        "skeleton",
+    )?;
+    for cmd in ["poweroff", "reboot", "halt"] {
+        c.add_special(
+            &format!("/sbin/{cmd}"),
+            Kind::Symlink {
+                target: "/init".into(),
+            },
+            0o777,
+            "skeleton",
+        )?;
+    }
+    c.add_generated(
+        "/etc/hostname",
+        format!("{hostname}\n").into_bytes(),
+        0o644,
+        "inventory",
+    )?;
+    Ok(())
+}
+
+/// Adds `/etc/rear/manifest.json` after the manifest is final (it does not list itself).
+fn add_manifest_file(image: &mut Image, json: &str) -> Result<(), Error> {
+    let path =
+        crate::manifest::ImagePath::new("/etc/rear/manifest.json").map_err(closure::Error::from)?;
+    image.data.insert(path.clone(), Arc::from(json.as_bytes()));
+    image.manifest.entries.insert(
+        path,
+        crate::manifest::Entry {
+            kind: Kind::File,
+            mode: 0o644,
+            size: json.len() as u64,
+            sha256: Some(sha256_hex(json.as_bytes())),
+            source: Source::Generated {
+                by: "manifest".into(),
+            },
+            why: String::new(),
+        },
+    );
+    Ok(())
+}
+
+/// Files being written into the output directory under temporary names.
+struct Outputs {
+    dir: PathBuf,
+    pending: Vec<(tempfile::NamedTempFile, String)>,
+}
+
+impl Outputs {
+    fn new(dir: &Path) -> Self {
+        Outputs {
+            dir: dir.to_path_buf(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes one output to a temporary file in the output directory.
+    fn create<T>(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let io = |error| Error::Output {
+            path: self.dir.join(name),
+            error,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .tempfile_in(&self.dir)
+            .map_err(io)?;
+        let value = {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let v = write(&mut w)?;
+            w.flush().map_err(|error| Error::Output {
+                path: self.dir.join(name),
+                error,
+            })?;
+            v
+        };
+        self.pending.push((tmp, name.to_string()));
+        Ok(value)
+    }
+
+    /// Syncs every pending file, writes SHA256SUMS, then renames all into place.
+    fn commit(self) -> Result<Vec<Artefact>, Error> {
+        let mut sums = String::new();
+        let mut artefacts = Vec::new();
+        let mut ready = Vec::new();
+        for (tmp, name) in self.pending {
+            let path = self.dir.join(&name);
+            let io = |error| Error::Output {
+                path: path.clone(),
+                error,
+            };
+            tmp.as_file().sync_all().map_err(io)?;
+            let bytes = std::fs::read(tmp.path()).map_err(io)?;
+            let sha256 = sha256_hex(&bytes);
+            let _ = writeln!(sums, "{sha256}  {name}");
+            artefacts.push(Artefact {
+                path: path.clone(),
+                size: bytes.len() as u64,
+                sha256,
+            });
+            ready.push((tmp, path));
+        }
+        let sums_path = self.dir.join("SHA256SUMS");
+        let mut sums_tmp = tempfile::Builder::new()
+            .prefix(".SHA256SUMS.")
+            .tempfile_in(&self.dir)
+            .map_err(|error| Error::Output {
+                path: sums_path.clone(),
+                error,
+            })?;
+        sums_tmp
+            .write_all(sums.as_bytes())
+            .and_then(|_| sums_tmp.as_file().sync_all())
+            .map_err(|error| Error::Output {
+                path: sums_path.clone(),
+                error,
+            })?;
+        ready.push((sums_tmp, sums_path));
+        for (tmp, path) in ready {
+            tmp.persist(&path).map_err(|e| Error::Output {
+                path: path.clone(),
+                error: e.error,
+            })?;
+            set_mode(&path, 0o644);
+        }
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(artefacts)
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}

@@ -24,12 +24,12 @@ pub enum Error {
         package: Option<String>,
     },
     /// The program could not be started for another reason.
-    #[error("{argv}: {source}")]
+    #[error("{argv}: {error}")]
     Spawn {
         /// The command line, shell-quoted.
         argv: String,
         /// What the kernel said.
-        source: io::Error,
+        error: io::Error,
     },
     /// The program ran and failed.
     #[error("{argv} failed ({status}){}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
@@ -75,7 +75,7 @@ pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|source| spawn_error(cmd, argv.clone(), package, source))?;
+        .map_err(|error| spawn_error(cmd, argv.clone(), package, error))?;
     if !out.status.success() {
         return Err(Error::Failed {
             argv,
@@ -86,14 +86,14 @@ pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
     Ok(out)
 }
 
-fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, source: io::Error) -> Error {
-    if source.kind() == io::ErrorKind::NotFound {
+fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, error: io::Error) -> Error {
+    if error.kind() == io::ErrorKind::NotFound {
         Error::ToolMissing {
             program: cmd.get_program().to_string_lossy().into_owned(),
             package: package.map(str::to_string),
         }
     } else {
-        Error::Spawn { argv, source }
+        Error::Spawn { argv, error }
     }
 }
 

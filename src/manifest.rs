@@ -178,6 +178,11 @@ pub enum Source {
         /// Absolute host path of the compressed file.
         path: PathBuf,
     },
+    /// A program of this tool (the `rear-restore` that becomes `/init`), from the build machine.
+    Build {
+        /// Its path on the build machine.
+        path: PathBuf,
+    },
     /// Made by the build itself (manifest, depmod indexes, configuration, device nodes).
     Generated {
         /// The stage that made it.

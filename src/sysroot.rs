@@ -17,14 +17,14 @@ pub enum Error {
     #[error("sysroot {0} is not a directory")]
     NotADirectory(PathBuf),
     /// An I/O error on a host path (shown as the host path, plus the root when it is not `/`).
-    #[error("{}: {source}", shown(.root, .path))]
+    #[error("{}: {error}", shown(.root, .path))]
     Io {
         /// The sysroot's root.
         root: PathBuf,
         /// The host path (absolute, as seen from inside the sysroot).
         path: PathBuf,
         /// What the kernel said.
-        source: io::Error,
+        error: io::Error,
     },
     /// A symlink chain that does not end (more than 40 links, as `ELOOP`).
     #[error("{}: too many levels of symbolic links", shown(.root, .path))]
@@ -34,6 +34,14 @@ pub enum Error {
         /// The path whose resolution looped.
         path: PathBuf,
     },
+}
+
+impl Error {
+    /// Whether the error only says that the path is not there (`ENOENT`, `ENOTDIR`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { error, .. }
+            if matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory))
+    }
 }
 
 fn shown(root: &Path, path: &Path) -> String {
@@ -79,10 +87,10 @@ impl Sysroot {
             Ok(m) if m.is_dir() => {}
             _ => return Err(Error::NotADirectory(root)),
         }
-        let root = std::fs::canonicalize(&root).map_err(|source| Error::Io {
+        let root = std::fs::canonicalize(&root).map_err(|error| Error::Io {
             root: root.clone(),
             path: PathBuf::from("/"),
-            source,
+            error,
         })?;
         Ok(Sysroot { root })
     }
@@ -116,10 +124,10 @@ impl Sysroot {
 
     fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
         let path = path.to_path_buf();
-        move |source| Error::Io {
+        move |error| Error::Io {
             root: self.root.clone(),
             path,
-            source,
+            error,
         }
     }
 

@@ -1,1 +1,3 @@
 //! Test helpers: tiny ELF files, `.ko` files and fake sysroots built in code.
+pub mod elf;
+pub mod kmod;

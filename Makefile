@@ -1,0 +1,65 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine (see README.md):
+#   make iso    build the tools and the rescue image of this machine
+#   make test   install what the tests need, then run them all
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET := x86_64-unknown-linux-gnu
+# rear-restore runs as /init of the rescue system: it must be static (no PT_INTERP).
+STATIC_RUSTFLAGS := -C target-feature=+crt-static
+BIN_DIR := target/$(TARGET)/release
+OUT ?= output
+ENSURE := .ci/ensure-packages
+
+# Needed to build: a C compiler for zstd/liblzma, and a kernel to put on the media.
+BUILD_PACKAGES := gcc libc6-dev make kernel
+# Needed by the tests: QEMU, the real cpio/kmod/compressor tools the tests compare against.
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 cpio kmod zstd xz-utils gzip initramfs-tools \
+	fdisk e2fsprogs dosfstools
+
+.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit vmtest bench clean
+
+all: build
+
+deps-build:
+	@$(ENSURE) $(BUILD_PACKAGES)
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+deps-test:
+	@$(ENSURE) $(TEST_PACKAGES)
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+# Both binaries, statically linked, for the image and for installing.
+static:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) --bins
+
+build: deps-build static
+
+# The rescue media of this machine. The ISO output does not exist yet: this builds the
+# kernel + initrd output for now (issue "Boot media from one build" adds the ISO).
+iso: build
+	@echo "note: ISO output is not implemented yet; building the initrd output into $(OUT)/"
+	$(BIN_DIR)/rear-mkimage --output initrd --out $(OUT)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets --features vmtest -- -D warnings
+
+unit:
+	$(CARGO) test --locked
+
+# QEMU boot tests; they use the static binaries.
+vmtest: static
+	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
+
+test: deps-test fmt-check clippy unit vmtest
+
+bench: build
+	@$(ENSURE) initramfs-tools bc
+	bench/initrd.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(OUT)

@@ -1,0 +1,215 @@
+//! A whole build on a fake merged-/usr sysroot made in the test: programs, libraries, links,
+//! hard links, scripts, modules, depmod files and firmware end up where the manifest says.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+
+use rear::manifest::{ImagePath, Kind, Manifest, Source};
+
+use crate::elf_util::{DynElf, dyn_elf};
+use crate::kmod_util::sample_kernel;
+use crate::{files_in, mkimage, require_tool, run, static_init};
+
+const KVER: &str = "1.0-test";
+
+fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn fake_root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for dir in [
+        "usr/bin",
+        "usr/lib/x86_64-linux-gnu",
+        "lib64",
+        "etc",
+        "boot",
+    ] {
+        std::fs::create_dir_all(r.join(dir)).unwrap();
+    }
+    symlink("usr/bin", r.join("bin")).unwrap();
+    symlink("usr/lib", r.join("lib")).unwrap();
+    let libdir = "usr/lib/x86_64-linux-gnu";
+    write(
+        r,
+        &format!("{libdir}/ld-linux-x86-64.so.2"),
+        &dyn_elf(&DynElf::lib("ld-linux-x86-64.so.2")),
+        0o755,
+    );
+    symlink(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        r.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    write(
+        r,
+        &format!("{libdir}/libc.so.6"),
+        &dyn_elf(&DynElf::lib("libc.so.6")),
+        0o755,
+    );
+    let mut libfoo = DynElf::lib("libfoo.so.1");
+    libfoo.needed = vec!["libc.so.6".into()];
+    write(
+        r,
+        &format!("{libdir}/libfoo.so.1.2"),
+        &dyn_elf(&libfoo),
+        0o644,
+    );
+    symlink("libfoo.so.1.2", r.join(libdir).join("libfoo.so.1")).unwrap();
+    write(
+        r,
+        "usr/bin/tool",
+        &dyn_elf(&DynElf::program(&["libfoo.so.1"])),
+        0o755,
+    );
+    std::fs::hard_link(r.join("usr/bin/tool"), r.join("usr/bin/tool-again")).unwrap();
+    write(
+        r,
+        "usr/bin/sh",
+        &dyn_elf(&DynElf::program(&["libc.so.6"])),
+        0o755,
+    );
+    write(r, "usr/bin/hello", b"#!/bin/sh\necho hello\n", 0o755);
+    write(r, "etc/hostname", b"fakehost\n", 0o644);
+    // The kernel: a bzImage header with its release, and modules below /lib -> usr/lib.
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+    bz[0x300..0x300 + KVER.len()].copy_from_slice(KVER.as_bytes());
+    write(r, &format!("boot/vmlinuz-{KVER}"), &bz, 0o644);
+    sample_kernel(KVER).write(r).unwrap();
+    d
+}
+
+#[test]
+fn fake_root_build_follows_links_libraries_modules_and_firmware() {
+    let root = fake_root();
+    let out = tempfile::tempdir().unwrap();
+    let recipe = out.path().join("fake.toml");
+    std::fs::write(
+        &recipe,
+        "programs = [\"tool\", \"tool-again\", \"hello\"]\nmodules = [\"fs-ext4\"]\n",
+    )
+    .unwrap();
+    let image_dir = out.path().join("image");
+    let o = run(mkimage()
+        .args([
+            "--no-default-recipes",
+            "--modules",
+            "host",
+            "--json",
+            "--compress",
+            "none",
+            "--recipe",
+        ])
+        .arg(&recipe)
+        .arg("--init")
+        .arg(static_init(out.path()))
+        .arg("--root")
+        .arg(root.path())
+        .arg("--out")
+        .arg(&image_dir));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Manifest::from_json(
+        &std::fs::read_to_string(image_dir.join(format!("initrd-{KVER}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let get = |p: &str| {
+        m.entries
+            .get(&ImagePath::new(p).unwrap())
+            .unwrap_or_else(|| panic!("{p} not in manifest"))
+    };
+    let link = |p: &str| match &get(p).kind {
+        Kind::Symlink { target } => target.clone(),
+        k => panic!("{p} is {k:?}, not a symlink"),
+    };
+    assert_eq!(link("/bin"), "usr/bin");
+    assert_eq!(link("/lib"), "usr/lib");
+    assert_eq!(
+        link("/lib64/ld-linux-x86-64.so.2"),
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    );
+    assert_eq!(
+        link("/usr/lib/x86_64-linux-gnu/libfoo.so.1"),
+        "libfoo.so.1.2"
+    );
+    assert_eq!(
+        get("/usr/lib/x86_64-linux-gnu/libfoo.so.1.2").kind,
+        Kind::File
+    );
+    assert_eq!(get("/usr/lib/x86_64-linux-gnu/libc.so.6").kind, Kind::File);
+    assert_eq!(
+        get("/usr/bin/sh").kind,
+        Kind::File,
+        "#! interpreter of hello"
+    );
+    assert_eq!(
+        get("/usr/bin/tool-again").kind,
+        Kind::HardLink {
+            to: ImagePath::new("/usr/bin/tool").unwrap()
+        }
+    );
+    assert_eq!(
+        get("/etc/hostname").source,
+        Source::Generated {
+            by: "inventory".into()
+        }
+    );
+    // Modules land below the image's /lib -> usr/lib, with deps and softdeps; the NIC's
+    // firmware that exists is there.
+    let kdir = format!("/usr/lib/modules/{KVER}");
+    for m in [
+        "drivers/block/virtio_blk.ko",
+        "fs/ext4/ext4.ko",
+        "fs/jbd2/jbd2.ko",
+        "crypto/crc32c_generic.ko",
+        "drivers/net/ethernet/realtek/r8169.ko",
+    ] {
+        get(&format!("{kdir}/kernel/{m}"));
+    }
+    assert!(
+        !m.entries
+            .keys()
+            .any(|p| p.as_str().contains("unused-thing")),
+        "unmatched module included"
+    );
+    for f in ["modules.dep", "modules.dep.bin", "modules.alias.bin"] {
+        get(&format!("{kdir}/{f}"));
+    }
+    get("/usr/lib/firmware/rtl_nic/rtl8168d-1.fw");
+
+    // The real cpio tool extracts it with the hard link intact.
+    require_tool("cpio", "cpio");
+    let x = out.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let initrd = image_dir.join(format!("initrd-{KVER}.img"));
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cpio -idm --quiet --no-absolute-filenames < '{}'",
+            initrd.display()
+        ))
+        .current_dir(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b) = (
+        std::fs::metadata(x.join("usr/bin/tool")).unwrap(),
+        std::fs::metadata(x.join("usr/bin/tool-again")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard link lost");
+    assert_eq!(
+        std::fs::read_link(x.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    assert_eq!(
+        std::fs::read(x.join("init")).unwrap(),
+        std::fs::read(out.path().join("init")).unwrap()
+    );
+    assert!(files_in(&x.join("usr/lib/modules")).contains(&KVER.to_string()));
+}

@@ -1,0 +1,207 @@
+//! A QEMU guest driven through its serial console: start, wait for marker lines with a
+//! timeout, type commands, wait for the end. The whole console output is kept in
+//! `target/vmtest-logs/<name>.log` and its tail is shown when a wait fails.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The console output so far, shared with the reader thread.
+#[derive(Default)]
+struct Console {
+    text: Mutex<(String, bool)>,
+    changed: Condvar,
+}
+
+/// A running guest.
+pub struct Vm {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    console: Arc<Console>,
+    /// Where in the console text the next `expect` starts looking.
+    cursor: usize,
+    log: PathBuf,
+}
+
+/// Whether QEMU is here; outside CI a missing QEMU skips the VM tests with a reason.
+pub fn qemu_available() -> bool {
+    let found = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86 (make test does)"
+        );
+        eprintln!("skipping: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)");
+    }
+    found
+}
+
+impl Vm {
+    /// Starts `qemu-system-x86_64 -accel tcg` with the serial console on a pipe, plus `args`.
+    pub fn start(name: &str, args: &[&str]) -> Vm {
+        let log_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmtest-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = log_dir.join(format!("{name}.log"));
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
+        cmd.args(args);
+        eprintln!("{name}: {:?}", cmd);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting qemu-system-x86_64");
+        let console = Arc::new(Console::default());
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let console = console.clone();
+            let log = log.clone();
+            std::thread::spawn(move || pump(stream, &console, &log));
+        }
+        let _ = std::fs::remove_file(&log);
+        let stdin = child.stdin.take();
+        Vm {
+            name: name.to_string(),
+            child,
+            stdin,
+            console,
+            cursor: 0,
+            log,
+        }
+    }
+
+    /// Waits until `marker` appears after the previous match; panics with the console tail
+    /// after `timeout`. Returns the text from the previous match up to and including the
+    /// marker.
+    pub fn expect(&mut self, marker: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.console.text.lock().unwrap();
+        loop {
+            if let Some(i) = guard.0[self.cursor..].find(marker) {
+                let end = self.cursor + i + marker.len();
+                let seen = guard.0[self.cursor..end].to_string();
+                self.cursor = end;
+                return seen;
+            }
+            let now = Instant::now();
+            if now >= deadline || guard.1 {
+                let text = guard.0.clone();
+                let closed = guard.1;
+                drop(guard);
+                let _ = self.child.kill();
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(3000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!(
+                    "{}: {:?} not seen {} ({}); console log {}; last output:\n{tail}",
+                    self.name,
+                    marker,
+                    if closed {
+                        "before QEMU exited"
+                    } else {
+                        "in time"
+                    },
+                    format_duration(timeout),
+                    self.log.display()
+                );
+            }
+            guard = self
+                .console
+                .changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Types a line into the serial console.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("console input closed");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for QEMU to exit by itself (after `poweroff`); panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{}: QEMU did not exit within {}; console log {}",
+                    self.name,
+                    format_duration(timeout),
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
+/// Copies a stream into the console text and the log file until it ends.
+fn pump(mut stream: Box<dyn Read + Send>, console: &Console, log: &Path) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ok();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(f) = file.as_mut() {
+            let _ = f.write_all(&buf[..n]);
+        }
+        let mut g = console.text.lock().unwrap();
+        // Serial consoles send CR LF; drop the CR so markers match line text.
+        g.0.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+        console.changed.notify_all();
+    }
+    let mut g = console.text.lock().unwrap();
+    g.1 = true;
+    console.changed.notify_all();
+}
