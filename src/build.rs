@@ -44,18 +44,6 @@ pub enum Error {
     /// Writing the archive failed.
     #[error(transparent)]
     Archive(#[from] archive::Error),
-    /// A required recipe item is missing.
-    #[error("{what} {name:?} (recipe {recipe}) not found{looked}")]
-    Missing {
-        /// `program`, `file`, ...
-        what: &'static str,
-        /// The item.
-        name: String,
-        /// The recipe's origin.
-        recipe: String,
-        /// Where it looked, starting with " in " (or empty).
-        looked: String,
-    },
     /// `rear-restore`, which becomes `/init`, was not found.
     #[error(
         "rear-restore (the rescue system's /init) not found; looked in {looked}; build it with `make static` or pass --init PATH"
@@ -414,12 +402,12 @@ fn add_modules(
         resolve::firmware::Error::Sysroot(s) => Error::Sysroot(s),
     })?;
     if let Some((name, recipe)) = required.iter().find(|(n, _)| found.missing.contains(n)) {
-        return Err(Error::Missing {
+        return Err(Error::Closure(closure::Error::Missing {
             what: "firmware",
             name: name.clone(),
             recipe: recipe.clone(),
-            looked: " in /lib/firmware".into(),
-        });
+            looked: "/lib/firmware".into(),
+        }));
     }
     if !found.missing.is_empty() {
         log::debug!(
@@ -449,13 +437,7 @@ fn resolve_files<'a>(
         let why = format!("recipe {}", r.name);
         for item in &r.file.programs {
             if !c.add_program(item.name(), &why)? {
-                missing(
-                    &mut c,
-                    item,
-                    "program",
-                    r,
-                    &format!(" in {}", closure::PATH.join(":")),
-                )?;
+                missing(item, "program", r, &closure::PATH.join(":"))?;
             }
         }
         for group in &r.file.any_of {
@@ -467,22 +449,22 @@ fn resolve_files<'a>(
                 }
             }
             if !found && !group.is_empty() {
-                return Err(Error::Missing {
+                return Err(Error::Closure(closure::Error::Missing {
                     what: "any of the programs",
                     name: group.join(", "),
                     recipe: r.origin.clone(),
-                    looked: format!(" in {}", closure::PATH.join(":")),
-                });
+                    looked: closure::PATH.join(":"),
+                }));
             }
         }
         for item in &r.file.files {
             if c.add_files(item.name(), &why)? == 0 {
-                missing(&mut c, item, "file", r, "")?;
+                missing(item, "file", r, "")?;
             }
         }
         for item in &r.file.libraries {
             if !c.add_library(item.name(), &why)? {
-                missing(&mut c, item, "library", r, " in the library search path")?;
+                missing(item, "library", r, "the library search path")?;
             }
         }
     }
@@ -515,13 +497,8 @@ fn resolve_files<'a>(
     Ok(c)
 }
 
-fn missing(
-    c: &mut Closure<'_>,
-    item: &recipe::Item,
-    what: &'static str,
-    r: &Recipe,
-    looked: &str,
-) -> Result<(), Error> {
+/// A recipe item that is not on the host: fine when optional, an error otherwise.
+fn missing(item: &recipe::Item, what: &'static str, r: &Recipe, looked: &str) -> Result<(), Error> {
     if item.optional() {
         log::debug!(
             "optional {what} {} (recipe {}) not found",
@@ -530,13 +507,12 @@ fn missing(
         );
         return Ok(());
     }
-    let _ = c;
-    Err(Error::Missing {
+    Err(Error::Closure(closure::Error::Missing {
         what,
         name: item.name().to_string(),
         recipe: r.origin.clone(),
         looked: looked.to_string(),
-    })
+    }))
 }
 
 /// The fixed skeleton of the rescue system: mount points, device nodes, host name, and the

@@ -7,6 +7,7 @@
 
 mod boot;
 mod qemu;
+mod static_init;
 
 use std::path::PathBuf;
 
