@@ -11,13 +11,15 @@ BIN_DIR := target/$(TARGET)/release
 OUT ?= output
 ENSURE := .ci/ensure-packages
 
-# Needed to build: a C compiler for zstd/liblzma, and a kernel to put on the media.
-BUILD_PACKAGES := gcc libc6-dev make kernel
-# Needed by the tests: QEMU, the real cpio/kmod/compressor tools the tests compare against.
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 cpio kmod zstd xz-utils gzip initramfs-tools \
-	fdisk e2fsprogs dosfstools
+# Needed to build: a C compiler for zstd/liblzma/sqlite, a kernel to put on the media, and the
+# boot loaders the media are made with (ISOLINUX/SYSLINUX for BIOS, GRUB for UEFI).
+BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
+	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
+# Needed by the tests: QEMU and firmware, and the real tools the tests compare against.
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
+	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux
 
-.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit vmtest bench clean
+.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
 
 all: build
 
@@ -35,30 +37,33 @@ static:
 
 build: deps-build static
 
-# The rescue media of this machine. The ISO output does not exist yet: this builds the
-# kernel + initrd output for now (issue "Boot media from one build" adds the ISO).
+# The rescue media of this machine: hybrid ISO plus kernel and initrd, into $(OUT)/.
 iso: build
-	@echo "note: ISO output is not implemented yet; building the initrd output into $(OUT)/"
-	$(BIN_DIR)/rear-mkimage --output initrd --out $(OUT)
+	$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --locked --all-targets --features vmtest -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features vmtest,server -- -D warnings
 
 unit:
 	$(CARGO) test --locked
+
+# rear-server against real HTTP requests on 127.0.0.1.
+servertest:
+	$(CARGO) test --locked --features server --test server
 
 # QEMU boot tests; they use the static binaries.
 vmtest: static
 	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
 
-test: deps-test fmt-check clippy unit vmtest
+test: deps-test fmt-check clippy unit servertest vmtest
 
 bench: build
-	@$(ENSURE) initramfs-tools bc
+	@$(ENSURE) initramfs-tools bc rear xorriso
 	bench/initrd.sh
+	bench/iso.sh
 
 clean:
 	$(CARGO) clean

@@ -6,8 +6,9 @@
 //! directory, is synced, and only when all of them are complete are they renamed into place,
 //! so a failed build leaves nothing behind.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,6 +17,7 @@ use crate::archive::{self, Compression};
 use crate::closure::{self, Closure, Role};
 use crate::inventory::{self, Kernel, KernelSpec};
 use crate::manifest::{Image, Kind, Source, sha256_hex};
+use crate::media::{self, MediaInput};
 use crate::recipe::{self, Recipe};
 use crate::resolve::{
     self,
@@ -44,6 +46,15 @@ pub enum Error {
     /// Writing the archive failed.
     #[error(transparent)]
     Archive(#[from] archive::Error),
+    /// Writing the ISO failed.
+    #[error(transparent)]
+    Iso(#[from] media::iso::Error),
+    /// Writing the USB image failed.
+    #[error(transparent)]
+    Usb(#[from] media::usb::Error),
+    /// Writing the PXE tree failed.
+    #[error(transparent)]
+    Pxe(#[from] media::pxe::Error),
     /// `rear-restore`, which becomes `/init`, was not found.
     #[error(
         "rear-restore (the rescue system's /init) not found; looked in {looked}; build it with `make static` or pass --init PATH"
@@ -94,6 +105,29 @@ pub struct Options {
     pub init: Option<PathBuf>,
     /// Timestamps in the archive are clamped to this (`SOURCE_DATE_EPOCH`).
     pub epoch: u64,
+    /// What to write.
+    pub outputs: BTreeSet<OutputKind>,
+    /// Seconds the boot menus wait before booting the default entry.
+    pub boot_timeout: u32,
+    /// Size of the USB image's data partition in bytes (0: none).
+    pub usb_size: u64,
+    /// Where the PXE tree goes (default `<out>/pxe`).
+    pub pxe_dir: Option<PathBuf>,
+    /// Consoles, network, SSH and kernel options of the rescue system.
+    pub rescue: crate::restore::rescue::RescueOptions,
+}
+
+/// The kinds of output one build writes, all from the same initrd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutputKind {
+    /// `vmlinuz-<release>` and `initrd-<release>.img`.
+    Initrd,
+    /// `rear-<host>.iso`: hybrid ISO, BIOS and UEFI, CD and USB stick.
+    Iso,
+    /// `rear-<host>.usb.img`: GPT disk image, BIOS and UEFI, with a data partition.
+    Usb,
+    /// A PXE tree: kernel, initrd, pxelinux, GRUB and iPXE configuration.
+    Pxe,
 }
 
 /// One file the build wrote.
@@ -130,6 +164,8 @@ pub struct Report {
     pub stages: Vec<(&'static str, Duration)>,
     /// The files written.
     pub artefacts: Vec<Artefact>,
+    /// The PXE tree written, with `--output pxe`.
+    pub pxe_dir: Option<PathBuf>,
     /// Warnings (also in the manifest).
     pub warnings: Vec<String>,
 }
@@ -228,8 +264,19 @@ impl Stages {
 pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let mut t = Stages(Vec::new(), Instant::now());
     progress("recipes");
-    let recipes = opts
-        .recipes
+    let sys = Sysroot::new(&opts.root)?;
+    let mut names = opts.recipes.clone();
+    // The ssh recipe follows the rescue system's ssh setting (default: on when the host has an
+    // OpenSSH server), so `--ssh off` leaves sshd out and a host without it builds fine.
+    let path: Vec<PathBuf> = closure::PATH.iter().map(PathBuf::from).collect();
+    let ssh = opts
+        .rescue
+        .ssh
+        .unwrap_or_else(|| sys.which("sshd", &path).is_some());
+    if ssh && !names.iter().any(|n| n == "ssh") {
+        names.push("ssh".to_string());
+    }
+    let recipes = names
         .iter()
         .map(|n| Recipe::load(n))
         .collect::<Result<Vec<_>, _>>()?;
@@ -237,7 +284,6 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     t.next("recipes");
 
     progress("inventory");
-    let sys = Sysroot::new(&opts.root)?;
     let kernel = inventory::find_kernel(&sys, &opts.kernel)?;
     let hostname = inventory::hostname(&sys);
     t.next("inventory");
@@ -256,46 +302,74 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let report_libs = closure.count(Role::Library);
     add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
     add_rescue_skeleton(&mut closure, &hostname)?;
+    crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
     let mut image = closure.finish(&kernel.release)?;
     t.next("resolve");
 
     progress("archive");
     let manifest_json = image.manifest.to_json();
     add_manifest_file(&mut image, &manifest_json)?;
+    // The initrd is kept in memory: every medium embeds the same bytes (built once).
+    let mut initrd = Vec::new();
+    let stats = archive::write_initrd(&image, opts.epoch, opts.compression, &mut initrd)?;
+    t.next("archive");
+
+    progress("media");
     std::fs::create_dir_all(&opts.out_dir).map_err(|error| Error::Output {
         path: opts.out_dir.clone(),
         error,
     })?;
-    let mut outputs = Outputs::new(&opts.out_dir);
-    let initrd_name = format!("initrd-{}.img", kernel.release);
-    let stats = outputs.create(&initrd_name, |file| {
-        archive::write_initrd(&image, opts.epoch, opts.compression, file).map_err(Error::from)
-    })?;
-    t.next("archive");
-
-    progress("output");
     let kernel_bytes = sys.read(&kernel.image)?;
-    outputs.create(&format!("vmlinuz-{}", kernel.release), |file| {
-        file.write_all(&kernel_bytes)
-            .map_err(|error| Error::Output {
-                path: kernel.image.clone(),
-                error,
-            })
-    })?;
+    let input = MediaInput {
+        hostname: &hostname,
+        release: &kernel.release,
+        kernel: &kernel_bytes,
+        initrd: &initrd,
+        cmdline: crate::restore::rescue::kernel_cmdline(&opts.rescue),
+        boot_timeout: opts.boot_timeout,
+        epoch: opts.epoch,
+    };
+    let mut outputs = Outputs::new(&opts.out_dir);
+    let write_all = |bytes: &[u8], name: &str, file: &mut dyn Write| {
+        file.write_all(bytes).map_err(|error| Error::Output {
+            path: opts.out_dir.join(name),
+            error,
+        })
+    };
+    if opts.outputs.contains(&OutputKind::Initrd) {
+        let name = format!("initrd-{}.img", kernel.release);
+        outputs.create(&name, |file| write_all(&initrd, &name, file))?;
+        let name = format!("vmlinuz-{}", kernel.release);
+        outputs.create(&name, |file| write_all(&kernel_bytes, &name, file))?;
+    }
     if opts.json {
-        outputs.create(
-            &format!("initrd-{}.manifest.json", kernel.release),
-            |file| {
-                file.write_all(manifest_json.as_bytes())
-                    .map_err(|error| Error::Output {
-                        path: opts.out_dir.clone(),
-                        error,
-                    })
-            },
-        )?;
+        let name = format!("initrd-{}.manifest.json", kernel.release);
+        outputs.create(&name, |file| {
+            write_all(manifest_json.as_bytes(), &name, file)
+        })?;
+    }
+    if opts.outputs.contains(&OutputKind::Iso) {
+        outputs.create(&format!("rear-{hostname}.iso"), |file| {
+            media::iso::write_iso(&sys, &input, file).map_err(Error::from)
+        })?;
+    }
+    if opts.outputs.contains(&OutputKind::Usb) {
+        outputs.create_at(&format!("rear-{hostname}.usb.img"), |path| {
+            media::usb::write_usb_image(&sys, &input, opts.usb_size, path).map_err(Error::from)
+        })?;
+    }
+    let mut pxe = None;
+    if opts.outputs.contains(&OutputKind::Pxe) {
+        let dir = opts
+            .pxe_dir
+            .clone()
+            .unwrap_or_else(|| opts.out_dir.join("pxe"));
+        let macs = media::pxe::host_macs(&sys);
+        media::pxe::write_pxe_tree(&input, &macs, &dir)?;
+        pxe = Some(dir);
     }
     let artefacts = outputs.commit()?;
-    t.next("output");
+    t.next("media");
 
     let count = |role: Role| {
         image
@@ -316,6 +390,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         bytes_compressed: stats.compressed,
         stages: t.0,
         artefacts,
+        pxe_dir: pxe,
         warnings: image.manifest.warnings.clone(),
     })
 }
@@ -481,16 +556,20 @@ fn resolve_files<'a>(
         Arc::from(bytes),
         0o755,
         Source::Build {
-            path: init.to_path_buf(),
+            program: "rear-restore".to_string(),
         },
         "rescue system init",
         Role::Requested,
     )?;
     if dynamic {
-        c.warn(format!(
-            "{} is dynamically linked; its libraries come from the sysroot (build it with `make static` for a static /init)",
-            init.display()
-        ));
+        // The path stays out of the manifest text: it would make the image depend on where
+        // the tool is installed.
+        log::debug!("/init is {}", init.display());
+        c.warn(
+            "/init (rear-restore) is dynamically linked; its libraries come from the sysroot \
+             (build it with `make static` for a static /init)"
+                .to_string(),
+        );
         c.scan_later(Path::new("/init"), "rescue system init");
     }
     c.resolve_dependencies()?;
@@ -624,6 +703,25 @@ impl Outputs {
         Ok(value)
     }
 
+    /// Lets `write` make one output at a temporary path in the output directory (for writers
+    /// that need a path, such as the sparse USB image).
+    fn create_at<T>(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&Path) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .tempfile_in(&self.dir)
+            .map_err(|error| Error::Output {
+                path: self.dir.join(name),
+                error,
+            })?;
+        let value = write(tmp.path())?;
+        self.pending.push((tmp, name.to_string()));
+        Ok(value)
+    }
+
     /// Syncs every pending file, writes SHA256SUMS, then renames all into place.
     fn commit(self) -> Result<Vec<Artefact>, Error> {
         let mut sums = String::new();
@@ -635,13 +733,14 @@ impl Outputs {
                 path: path.clone(),
                 error,
             };
-            tmp.as_file().sync_all().map_err(io)?;
-            let bytes = std::fs::read(tmp.path()).map_err(io)?;
-            let sha256 = sha256_hex(&bytes);
+            // Opened anew: a writer given the path may have replaced the file.
+            let file = std::fs::File::open(tmp.path()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            let (size, sha256) = hash_file(file).map_err(io)?;
             let _ = writeln!(sums, "{sha256}  {name}");
             artefacts.push(Artefact {
                 path: path.clone(),
-                size: bytes.len() as u64,
+                size,
                 sha256,
             });
             ready.push((tmp, path));
@@ -674,6 +773,24 @@ impl Outputs {
         }
         Ok(artefacts)
     }
+}
+
+/// Size and hex SHA-256 of a file, read in blocks (a USB image may be gigabytes).
+fn hash_file(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 fn set_mode(path: &Path, mode: u32) {

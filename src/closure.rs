@@ -675,9 +675,10 @@ fn describe(e: &Entry) -> String {
         Kind::CharDevice { .. } | Kind::BlockDevice { .. } => "a device node".to_string(),
     };
     match &e.source {
-        Source::Host { path } | Source::Decompressed { path } | Source::Build { path } => {
+        Source::Host { path } | Source::Decompressed { path } => {
             format!("{kind} from {}", path.display())
         }
+        Source::Build { program } => format!("{kind} from {program}"),
         Source::Generated { by } => format!("{kind} made by {by}"),
     }
 }

@@ -13,9 +13,13 @@ pub mod inventory;
 pub mod kmod;
 pub mod logger;
 pub mod manifest;
+pub mod media;
 pub mod recipe;
+pub mod report;
 pub mod resolve;
 pub mod restore;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod sysroot;
 
 #[cfg(test)]

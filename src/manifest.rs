@@ -178,10 +178,12 @@ pub enum Source {
         /// Absolute host path of the compressed file.
         path: PathBuf,
     },
-    /// A program of this tool (the `rear-restore` that becomes `/init`), from the build machine.
+    /// A program of this tool (the `rear-restore` that becomes `/init`), from the build
+    /// machine. Only its name is recorded, so where the tool is installed does not change the
+    /// image; its SHA-256 identifies it.
     Build {
-        /// Its path on the build machine.
-        path: PathBuf,
+        /// Its name (`rear-restore`).
+        program: String,
     },
     /// Made by the build itself (manifest, depmod indexes, configuration, device nodes).
     Generated {

@@ -6,8 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod boot;
+mod iso;
+mod network;
+mod pxe;
 mod qemu;
 mod static_init;
+mod usb;
+mod verify;
 
 use std::path::PathBuf;
 

@@ -50,6 +50,8 @@ impl Vm {
         let log_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmtest-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("{name}.log"));
+        // Before the reader threads open it for appending.
+        let _ = std::fs::remove_file(&log);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
             "-accel",
@@ -79,7 +81,6 @@ impl Vm {
             let log = log.clone();
             std::thread::spawn(move || pump(stream, &console, &log));
         }
-        let _ = std::fs::remove_file(&log);
         let stdin = child.stdin.take();
         Vm {
             name: name.to_string(),

@@ -1,14 +1,14 @@
 //! `rear-mkimage`: turns the running system (or a sysroot) into rescue media.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use rear::archive::Compression;
-use rear::build::{self, Options};
+use rear::build::{self, Options, OutputKind};
 use rear::inventory::KernelSpec;
 use rear::resolve::kmod::Selection;
 
@@ -27,6 +27,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check the files of an output directory against its SHA256SUMS, or boot a medium in
+    /// QEMU and wait for the rescue system to report ready.
+    Verify {
+        /// The output directory (with SHA256SUMS), or with --boot the medium.
+        path: PathBuf,
+        /// Boot PATH (an ISO, a USB image, or an initrd with --kernel) in QEMU.
+        #[arg(long)]
+        boot: bool,
+        /// With --boot: the kernel to boot PATH (an initrd) with.
+        #[arg(long, value_name = "FILE", requires = "boot")]
+        kernel: Option<PathBuf>,
+        /// With --boot: firmware.
+        #[arg(long, value_enum, default_value = "bios", requires = "boot")]
+        firmware: FirmwareArg,
+        /// With --boot: seconds to wait for the rescue system.
+        #[arg(long, default_value_t = 180, requires = "boot")]
+        timeout: u64,
+    },
     /// List the entries of an initrd like lsinitrd (all concatenated archives).
     Inspect {
         /// The initrd file.
@@ -42,13 +60,48 @@ enum Command {
 enum Output {
     /// Kernel and initramfs (`vmlinuz-<ver>`, `initrd-<ver>.img`).
     Initrd,
+    /// Hybrid ISO (`rear-<host>.iso`): BIOS and UEFI, CD and USB stick.
+    Iso,
+    /// GPT disk image (`rear-<host>.usb.img`) with a data partition.
+    Usb,
+    /// PXE tree (kernel, initrd, pxelinux, GRUB and iPXE configuration).
+    Pxe,
+}
+
+impl From<Output> for OutputKind {
+    fn from(o: Output) -> OutputKind {
+        match o {
+            Output::Initrd => OutputKind::Initrd,
+            Output::Iso => OutputKind::Iso,
+            Output::Usb => OutputKind::Usb,
+            Output::Pxe => OutputKind::Pxe,
+        }
+    }
+}
+
+/// Firmware for `verify --boot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FirmwareArg {
+    /// SeaBIOS.
+    Bios,
+    /// OVMF.
+    Uefi,
 }
 
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// What to write; a comma list.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "initrd")]
+    /// What to write; a comma list (iso, usb, pxe, initrd).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "iso")]
     output: Vec<Output>,
+    /// Seconds the boot menus wait before booting the default entry.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    boot_timeout: u32,
+    /// Size of the USB image's data partition for backups (e.g. 512M, 4G; 0 for none).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    usb_size: u64,
+    /// Where the PXE tree goes (default: OUT/pxe).
+    #[arg(long, value_name = "DIR")]
+    pxe_dir: Option<PathBuf>,
     /// The system to build from (default: the running system).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
@@ -80,6 +133,8 @@ struct BuildArgs {
     /// The rear-restore binary to install as /init (default: next to this program).
     #[arg(long, value_name = "PATH")]
     init: Option<PathBuf>,
+    #[command(flatten)]
+    rescue: rear::restore::rescue::RescueArgs,
 }
 
 fn main() -> ExitCode {
@@ -97,14 +152,18 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Inspect { file, manifest }) => inspect(&file, manifest),
+        Some(Command::Verify {
+            path,
+            boot,
+            kernel,
+            firmware,
+            timeout,
+        }) => verify(&path, boot, kernel, firmware, timeout),
         None => build(cli.build),
     }
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<()> {
-    if !args.output.contains(&Output::Initrd) {
-        bail!("--output: nothing to build");
-    }
     let mut recipes: Vec<String> = Vec::new();
     if !args.no_default_recipes {
         recipes.extend(rear::recipe::DEFAULT.iter().map(|s| s.to_string()));
@@ -124,6 +183,11 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         json: args.json,
         init: args.init,
         epoch: build::epoch_from_env()?,
+        outputs: args.output.iter().map(|o| OutputKind::from(*o)).collect(),
+        boot_timeout: args.boot_timeout,
+        usb_size: args.usb_size,
+        pxe_dir: args.pxe_dir,
+        rescue: args.rescue.options(),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -150,6 +214,69 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     }
     eprintln!("rear-mkimage: {}", report.summary(&opts.compression));
     Ok(())
+}
+
+fn verify(
+    path: &Path,
+    boot: bool,
+    kernel: Option<PathBuf>,
+    firmware: FirmwareArg,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    use rear::media::{qemu::Firmware, verify};
+    if !boot {
+        let report = verify::verify_sums(path)?;
+        for f in &report.files {
+            println!("{}: OK", f.name);
+        }
+        eprintln!(
+            "rear-mkimage: {} files match {}",
+            report.files.len(),
+            report.sums.display()
+        );
+        return Ok(());
+    }
+    let opts = verify::BootOptions {
+        kernel,
+        firmware: match firmware {
+            FirmwareArg::Bios => Firmware::Bios,
+            FirmwareArg::Uefi => Firmware::Uefi,
+        },
+        timeout: Duration::from_secs(timeout),
+        ..verify::BootOptions::default()
+    };
+    let report = verify::boot_check(path, &opts)?;
+    println!(
+        "{}: rescue system ready ({}, {}, kernel {})",
+        path.display(),
+        report.firmware,
+        report.accel,
+        report.release
+    );
+    Ok(())
+}
+
+/// Sizes like `512M`, `4G`, `1T` or plain bytes (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], mult)
+        }
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (like 512M or 4G)"))
 }
 
 fn inspect(file: &PathBuf, manifest: bool) -> anyhow::Result<()> {
@@ -184,5 +311,14 @@ mod tests {
     #[test]
     fn cli_debug_assert() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parse_size_units() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("4X").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("lots").is_err());
     }
 }

@@ -31,6 +31,8 @@ enum Cmd {
     Reboot,
     /// Stop all processes and halt.
     Halt,
+    /// Print the rescue system's banner: host, image date, addresses, how to recover.
+    Banner,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,10 @@ fn main() -> ExitCode {
                 Cmd::Poweroff => init::request(Action::Poweroff).map_err(anyhow::Error::from),
                 Cmd::Reboot => init::request(Action::Reboot).map_err(anyhow::Error::from),
                 Cmd::Halt => init::request(Action::Halt).map_err(anyhow::Error::from),
+                Cmd::Banner => {
+                    init::banner::print();
+                    Ok(())
+                }
             }
         }
     };

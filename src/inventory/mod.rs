@@ -3,6 +3,8 @@
 //! Today: the kernel to boot (image and release) and the host name. The disk layout and the
 //! network configuration join it in later stages.
 
+pub mod network;
+
 use std::path::{Path, PathBuf};
 
 use crate::sysroot::Sysroot;

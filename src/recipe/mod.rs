@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// The recipes shipped with the tool, embedded at build time: (name, TOML text).
-pub const BUILTIN: &[(&str, &str)] = &[("base", include_str!("../../recipes/base.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("base", include_str!("../../recipes/base.toml")),
+    ("network", include_str!("../../recipes/network.toml")),
+    ("ssh", include_str!("../../recipes/ssh.toml")),
+];
 
 /// The recipes every build uses unless told otherwise.
-pub const DEFAULT: &[&str] = &["base"];
+pub const DEFAULT: &[&str] = &["base", "network"];
 
 /// Where a site's own recipes live; a file here overrides a built-in recipe of the same name.
 pub const SITE_DIR: &str = "/etc/rear/recipes";

@@ -14,12 +14,16 @@
 //! | `rear.auto` | start the recovery without asking |
 //! | `rear.shell` | only start the shell (wins over `rear.auto`) |
 //! | `rear.debug` | print every step of `/init` |
-//! | `rear.net=dhcp\|static\|none` | how to configure the network (default `static`: the saved configuration) |
-//! | `rear.ssh=0\|1` | start sshd (default `1`) |
+//! | `rear.net=dhcp\|static\|none` | how to configure the network (default: the image's setting, `static` = the saved configuration) |
+//! | `rear.ssh=0\|1` | start sshd (default: the image's setting) |
+//! | `ip=...` | the kernel's own format ([`crate::restore::net::ip`]): a static address or DHCP |
 //!
 //! A flag may also be written `rear.auto=1`, `=0`, `=yes`, `=no`, `=on`, `=off`, `=true`,
 //! `=false`. Unknown options are ignored; a bad value of a `rear.*` option becomes a warning
-//! and the option keeps its default.
+//! and the option keeps its default. `rear.net` and `rear.ssh` are `None` when not given, so
+//! the image's own defaults (`/etc/rear/rescue.json`) apply.
+
+use crate::restore::net::ip::IpConfig;
 
 /// A problem with one option of the command line; the option keeps its default.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,10 +38,24 @@ pub enum Error {
         /// The allowed values, for the message.
         expected: &'static str,
     },
+    /// A bad `ip=` value; the network falls back to DHCP.
+    #[error("kernel option {0}; trying DHCP instead")]
+    BadIp(#[from] crate::restore::net::ip::Error),
 }
 
-/// How the rescue system configures its network (`rear.net=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the rescue system configures its network (`rear.net=`, `rear-mkimage --net`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Net {
     /// Run a DHCP client on every interface with a link.
     Dhcp,
@@ -46,6 +64,17 @@ pub enum Net {
     Static,
     /// Leave the network down.
     None,
+}
+
+impl Net {
+    /// The name used on the command line: `dhcp`, `static`, `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Net::Dhcp => "dhcp",
+            Net::Static => "static",
+            Net::None => "none",
+        }
+    }
 }
 
 /// Parity of a serial console (`n`, `o`, `e` in `console=ttyS0,115200n8`).
@@ -124,7 +153,7 @@ pub fn shell_device_for(name: &str) -> String {
 }
 
 /// The options of the rescue system found on the kernel command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cmdline {
     /// The `console=` entries in order; the last one is `/dev/console`.
     pub consoles: Vec<Console>,
@@ -134,26 +163,14 @@ pub struct Cmdline {
     pub shell: bool,
     /// `rear.debug`: print every step.
     pub debug: bool,
-    /// `rear.net=`.
-    pub net: Net,
-    /// `rear.ssh=`: start sshd.
-    pub ssh: bool,
+    /// `rear.net=`, when given.
+    pub net: Option<Net>,
+    /// `rear.ssh=`: start sshd, when given.
+    pub ssh: Option<bool>,
+    /// `ip=`, when given. A malformed value is a warning and becomes `ip=dhcp`.
+    pub ip: Option<IpConfig>,
     /// Bad values met while parsing, one line each for the console.
     pub warnings: Vec<Error>,
-}
-
-impl Default for Cmdline {
-    fn default() -> Self {
-        Cmdline {
-            consoles: Vec::new(),
-            auto: false,
-            shell: false,
-            debug: false,
-            net: Net::default(),
-            ssh: true,
-            warnings: Vec::new(),
-        }
-    }
 }
 
 impl Cmdline {
@@ -224,11 +241,28 @@ pub fn parse(line: &str) -> Cmdline {
             "rear.auto" => flag(&mut c.auto, &name, value, &mut c.warnings),
             "rear.shell" => flag(&mut c.shell, &name, value, &mut c.warnings),
             "rear.debug" => flag(&mut c.debug, &name, value, &mut c.warnings),
-            "rear.ssh" => flag(&mut c.ssh, &name, value, &mut c.warnings),
+            "rear.ssh" => {
+                let mut on = c.ssh.unwrap_or(true);
+                let before = c.warnings.len();
+                flag(&mut on, &name, value, &mut c.warnings);
+                if c.warnings.len() == before {
+                    c.ssh = Some(on);
+                }
+            }
+            "ip" => match crate::restore::net::ip::parse(value.unwrap_or_default()) {
+                Ok(ip) => c.ip = Some(ip),
+                Err(e) => {
+                    c.warnings.push(Error::BadIp(e));
+                    c.ip = Some(IpConfig::Dhcp {
+                        device: None,
+                        hostname: None,
+                    });
+                }
+            },
             "rear.net" => match value {
-                Some("dhcp") => c.net = Net::Dhcp,
-                Some("static") => c.net = Net::Static,
-                Some("none") => c.net = Net::None,
+                Some("dhcp") => c.net = Some(Net::Dhcp),
+                Some("static") => c.net = Some(Net::Static),
+                Some("none") => c.net = Some(Net::None),
                 _ => c.warnings.push(Error::BadValue {
                     option: name.clone(),
                     value: value.unwrap_or_default().to_owned(),
@@ -301,8 +335,9 @@ mod tests {
     fn parse_defaults() {
         let c = parse("BOOT_IMAGE=/vmlinuz ro quiet\n");
         assert_eq!(c, Cmdline::default());
-        assert!(c.ssh);
-        assert_eq!(c.net, Net::Static);
+        assert_eq!(c.ssh, None);
+        assert_eq!(c.net, None);
+        assert_eq!(c.ip, None);
         assert!(c.primary_console().is_none());
     }
 
@@ -321,18 +356,19 @@ mod tests {
     fn parse_rear_options() {
         let c = parse("rear.auto rear.shell=1 rear.debug=yes rear.net=dhcp rear.ssh=0");
         assert!(c.auto && c.shell && c.debug);
-        assert!(!c.ssh);
-        assert_eq!(c.net, Net::Dhcp);
+        assert_eq!(c.ssh, Some(false));
+        assert_eq!(c.net, Some(Net::Dhcp));
         assert!(c.warnings.is_empty());
-        assert_eq!(parse("rear.net=none").net, Net::None);
+        assert_eq!(parse("rear.net=none").net, Some(Net::None));
+        assert_eq!(parse("rear.ssh").ssh, Some(true));
         assert!(!parse("rear.auto=off").auto);
     }
 
     #[test]
     fn parse_bad_values_warn_and_keep_default() {
         let c = parse(r#"rear.net=wifi rear.ssh=maybe rear.auto="x y" rear.net"#);
-        assert_eq!(c.net, Net::Static);
-        assert!(c.ssh);
+        assert_eq!(c.net, None);
+        assert_eq!(c.ssh, None);
         assert!(!c.auto);
         assert_eq!(c.warnings.len(), 4);
         assert_eq!(
@@ -347,6 +383,35 @@ mod tests {
                 expected: "0 or 1",
             }
         );
+    }
+
+    #[test]
+    fn parse_ip_static_and_bad_falls_back_to_dhcp() {
+        let c = parse("rear.net=static ip=192.0.2.9::192.0.2.1:255.255.255.0::eth0:off");
+        assert!(
+            matches!(&c.ip, Some(IpConfig::Static(s)) if s.address.to_string() == "192.0.2.9/24")
+        );
+        assert!(c.warnings.is_empty());
+        let c = parse("ip=192.0.2.300::::::off");
+        assert_eq!(
+            c.ip,
+            Some(IpConfig::Dhcp {
+                device: None,
+                hostname: None
+            })
+        );
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "kernel option ip=192.0.2.300::::::off: client-ip \"192.0.2.300\" is not an IPv4 address; trying DHCP instead"
+        );
+        assert_eq!(
+            parse("ip=dhcp").ip,
+            Some(IpConfig::Dhcp {
+                device: None,
+                hostname: None
+            })
+        );
+        assert_eq!(parse("ip=off").ip, Some(IpConfig::Off));
     }
 
     #[test]

@@ -2,3 +2,6 @@
 pub mod cmdline;
 pub mod init;
 pub mod modload;
+pub mod net;
+pub mod rescue;
+pub mod ssh;

@@ -99,6 +99,8 @@ fn fake_root_build_follows_links_libraries_modules_and_firmware() {
     let image_dir = out.path().join("image");
     let o = run(mkimage()
         .args([
+            "--output",
+            "initrd",
             "--no-default-recipes",
             "--modules",
             "host",

@@ -5,12 +5,17 @@ use std::process::Command;
 
 use crate::{files_in, mkimage, require_tool, restore_bin, run};
 
+/// Builds into `out` with a private copy of rear-restore as /init (cargo may relink the
+/// original while tests run); returns stderr.
 fn build(out: &Path, extra: &[&str]) -> String {
+    std::fs::create_dir_all(out).unwrap();
+    let init = out.join("rear-restore.copy");
+    std::fs::copy(restore_bin(), &init).unwrap();
     let o = run(mkimage()
         .args(["--output", "initrd", "--json", "--out"])
         .arg(out)
         .arg("--init")
-        .arg(restore_bin())
+        .arg(&init)
         .args(extra));
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "rear-mkimage failed:\n{stderr}");
@@ -130,6 +135,11 @@ fn host_initrd_inspect_lists_entries_and_manifest() {
         .expect("/init in manifest");
     assert_eq!(
         init.sha256.as_deref(),
-        Some(rear::manifest::sha256_hex(&std::fs::read(restore_bin()).unwrap()).as_str())
+        Some(
+            rear::manifest::sha256_hex(
+                &std::fs::read(tmp.path().join("rear-restore.copy")).unwrap()
+            )
+            .as_str()
+        )
     );
 }

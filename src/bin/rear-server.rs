@@ -1,0 +1,142 @@
+//! `rear-server`: the fleet server: report and media ingest, web GUI, metrics, Nagios check.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Parser, Subcommand};
+use rear::server::{self, config::Config, status::Nagios};
+
+/// Central server for Relax-and-Recover hosts.
+#[derive(Debug, Parser)]
+#[command(name = "rear-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/etc/rear-server/config.toml"
+    )]
+    config: PathBuf,
+    /// More output (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Manage host tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Read a password on stdin and print its argon2 hash for the [[users]] section.
+    HashPassword,
+    /// Nagios check over all hosts: exit 0 ok, 1 some stale, 2 some failed, 3 unknown.
+    Check {
+        /// Media older than this is stale (default: max_age of the configuration).
+        #[arg(long, value_name = "DURATION")]
+        max_age: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create the host if needed and print a new token for it (the old one stops working).
+    Add {
+        /// The host's short name, as its reports give it.
+        host: String,
+    },
+    /// Make the host's token stop working.
+    Revoke {
+        /// The host.
+        host: String,
+    },
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(&cli.config)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Serve => {
+            let config = load(&cli)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(server::serve(config))?;
+        }
+        Command::Token {
+            command: TokenCommand::Add { host },
+        } => {
+            let token = server::token_add(&load(&cli)?, host)?;
+            println!("{token}");
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { host },
+        } => {
+            server::token_revoke(&load(&cli)?, host)?;
+            eprintln!("rear-server: token of {host} revoked");
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let pw = line.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                bail!("no password on stdin");
+            }
+            println!("{}", server::auth::hash_password(pw)?);
+        }
+        Command::Check { max_age } => {
+            // A Nagios plugin prints one line and exits 3 when it cannot tell.
+            let result = load(&cli).and_then(|config| {
+                let age = match max_age {
+                    Some(s) => server::config::parse_duration(s).with_context(|| {
+                        format!("--max-age {s:?} is not a duration such as 7d or 12h")
+                    })?,
+                    None => config.max_age,
+                };
+                Ok(server::check(&config, age)?)
+            });
+            let (state, line) =
+                result.unwrap_or_else(|e| (Nagios::Unknown, format!("REAR UNKNOWN - {e:#}")));
+            println!("{line}");
+            return Ok(ExitCode::from(state as u8));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    rear::logger::init("rear-server", cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_debug_assert() {
+        Cli::command().debug_assert();
+    }
+}

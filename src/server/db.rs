@@ -1,0 +1,663 @@
+//! The server's database: SQLite through rusqlite, one connection behind a mutex, used from
+//! async code through [`Db::run`] (a blocking task).
+//!
+//! Input: reports, tokens, media and sessions from the web layer. Output: rows for the pages.
+//! The schema lives in `migrations/*.sql`, written in SQL that SQLite and PostgreSQL both run;
+//! applied migrations are recorded in `schema_migrations`. Query text uses `?N` placeholders,
+//! which are SQLite's; a PostgreSQL backend will keep the schema and rewrite only these.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::report::Report;
+
+/// Errors of the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file could not be opened or created.
+    #[error("database {}: {error}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        error: rusqlite::Error,
+    },
+    /// A migration failed.
+    #[error("database migration {version}: {error}")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// What SQLite said.
+        error: rusqlite::Error,
+    },
+    /// A query failed.
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The blocking task running a query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// The migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// The database.
+#[derive(Debug)]
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+/// A host and the summary of its reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostRow {
+    /// Short host name.
+    pub name: String,
+    /// Whether it has a token.
+    pub has_token: bool,
+    /// When it was created (token added or enrolled).
+    pub enrolled: u64,
+    /// DNS domain.
+    pub domain: String,
+    /// OS pretty name.
+    pub os: String,
+    /// Running kernel.
+    pub kernel: String,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Layout digest of the latest report.
+    pub layout: String,
+    /// Id of the latest report.
+    pub last_report: Option<String>,
+    /// When the latest report was made.
+    pub last_created: Option<u64>,
+    /// When the latest build (ok or failed) was made.
+    pub build_created: Option<u64>,
+    /// Whether the latest build succeeded.
+    pub build_ok: Option<bool>,
+    /// Id of the report of the latest successful build (its media).
+    pub ok_report: Option<String>,
+    /// When the latest successful build was made: the age of the media.
+    pub ok_created: Option<u64>,
+    /// Layout digest at the latest successful build.
+    pub ok_layout: Option<String>,
+}
+
+/// One stored report, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// SHA-256 of the body.
+    pub id: String,
+    /// The host.
+    pub host: String,
+    /// When the server received it.
+    pub received: u64,
+    /// When the host made it.
+    pub created: u64,
+    /// Build result: `None` for a report without a build.
+    pub build_ok: Option<bool>,
+    /// The build's error.
+    pub error: Option<String>,
+}
+
+const HOST_COLUMNS: &str = "name, token_sha256 IS NOT NULL, enrolled, domain, os, kernel, tags, \
+     layout, last_report, last_created, build_created, build_ok, ok_report, ok_created, ok_layout";
+
+fn host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+    let t = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+    };
+    let tags: String = r.get(6)?;
+    Ok(HostRow {
+        name: r.get(0)?,
+        has_token: r.get(1)?,
+        enrolled: t(2)?.unwrap_or(0),
+        domain: r.get(3)?,
+        os: r.get(4)?,
+        kernel: r.get(5)?,
+        tags: tags.split_whitespace().map(str::to_string).collect(),
+        layout: r.get(7)?,
+        last_report: r.get(8)?,
+        last_created: t(9)?,
+        build_created: t(10)?,
+        build_ok: r.get(11)?,
+        ok_report: r.get(12)?,
+        ok_created: t(13)?,
+        ok_layout: r.get(14)?,
+    })
+}
+
+const REPORT_COLUMNS: &str = "id, host, received, created, build_ok, error";
+
+fn report_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRow> {
+    Ok(ReportRow {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        received: r.get::<_, i64>(2)?.max(0) as u64,
+        created: r.get::<_, i64>(3)?.max(0) as u64,
+        build_ok: r.get(4)?,
+        error: r.get(5)?,
+    })
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Db {
+    /// Opens (creating when missing) the SQLite file at `path` and applies the migrations.
+    pub fn open(path: &Path) -> Result<Db, Error> {
+        let open_err = |error| Error::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        // WAL lets the GUI read while a report is written; NORMAL sync is safe with WAL.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        Db::with_connection(conn)
+    }
+
+    /// An in-memory database (tests).
+    pub fn memory() -> Result<Db, Error> {
+        let conn = Connection::open_in_memory().map_err(|error| Error::Open {
+            path: PathBuf::from(":memory:"),
+            error,
+        })?;
+        Db::with_connection(conn)
+    }
+
+    fn with_connection(mut conn: Connection) -> Result<Db, Error> {
+        migrate(&mut conn)?;
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs `f` on the connection in this thread (the command-line tools).
+    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back on
+        // drop), so a poisoned lock is still usable.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    /// Runs `f` on the connection in a blocking task, off the async workers.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || db.with(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+/// Applies the migrations not yet recorded, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let done: Option<i64> = conn
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_some() {
+            continue;
+        }
+        let err = |error| Error::Migration {
+            version: *version,
+            error,
+        };
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
+            params![version, i(super::now())],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The host whose token has this SHA-256.
+pub fn host_by_token(conn: &Connection, token_sha256: &str) -> Result<Option<String>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT name FROM hosts WHERE token_sha256 = ?1",
+            [token_sha256],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Creates the host when missing and sets its token (replacing an old one).
+pub fn set_token(conn: &Connection, host: &str, token_sha256: &str, now: u64) -> Result<(), Error> {
+    conn.execute(
+        "INSERT INTO hosts (name, token_sha256, enrolled) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256",
+        params![host, token_sha256, i(now)],
+    )?;
+    Ok(())
+}
+
+/// Sets the token of `host` only if it exists without one or not at all (enrollment);
+/// returns whether it did.
+pub fn enroll(conn: &Connection, host: &str, token_sha256: &str, now: u64) -> Result<bool, Error> {
+    let n = conn.execute(
+        "INSERT INTO hosts (name, token_sha256, enrolled) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256 \
+         WHERE hosts.token_sha256 IS NULL",
+        params![host, token_sha256, i(now)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Removes the token of `host`; returns whether the host exists.
+pub fn revoke_token(conn: &Connection, host: &str) -> Result<bool, Error> {
+    Ok(conn.execute(
+        "UPDATE hosts SET token_sha256 = NULL WHERE name = ?1",
+        [host],
+    )? == 1)
+}
+
+/// Stores a report of `host` (whose name the caller has checked) and updates the host's
+/// summary; returns false when the same report (same `id`) was stored before.
+pub fn store_report(
+    conn: &mut Connection,
+    id: &str,
+    host: &str,
+    report: &Report,
+    body: &str,
+    received: u64,
+) -> Result<bool, Error> {
+    let tx = conn.transaction()?;
+    let (build_ok, error) = match &report.build {
+        None => (None, None),
+        Some(b) => match &b.result {
+            crate::report::Outcome::Ok => (Some(true), None),
+            crate::report::Outcome::Failed { error } => (Some(false), Some(error.clone())),
+        },
+    };
+    let n = tx.execute(
+        "INSERT INTO reports (id, host, received, created, build_ok, error, layout, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+        params![
+            id,
+            host,
+            i(received),
+            i(report.created),
+            build_ok,
+            error,
+            report.layout.digest,
+            body
+        ],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    // A report sent late (store and forward) must not hide a newer one: the summary always
+    // comes from the newest report by creation time.
+    let latest: String = tx.query_row(
+        "SELECT id FROM reports WHERE host = ?1 ORDER BY created DESC, received DESC, id DESC LIMIT 1",
+        [host],
+        |r| r.get(0),
+    )?;
+    if latest == id {
+        let tags = report.host.tags.join(" ");
+        tx.execute(
+            "UPDATE hosts SET domain = ?2, os = ?3, kernel = ?4, tags = ?5, layout = ?6, \
+             last_report = ?7, last_created = ?8 WHERE name = ?1",
+            params![
+                host,
+                report.host.domain,
+                report.os.pretty_name,
+                report.kernel,
+                tags,
+                report.layout.digest,
+                id,
+                i(report.created)
+            ],
+        )?;
+        tx.execute("DELETE FROM host_tags WHERE host = ?1", [host])?;
+        tx.execute("DELETE FROM host_keys WHERE host = ?1", [host])?;
+        for t in &report.host.tags {
+            tx.execute(
+                "INSERT INTO host_tags (host, tag) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![host, t],
+            )?;
+        }
+        for (kind, value) in search_keys(report) {
+            tx.execute(
+                "INSERT INTO host_keys (host, kind, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![host, kind, value],
+            )?;
+        }
+    }
+    let build: Option<(i64, bool)> = tx
+        .query_row(
+            "SELECT created, build_ok FROM reports WHERE host = ?1 AND build_ok IS NOT NULL \
+             ORDER BY created DESC, received DESC LIMIT 1",
+            [host],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let ok: Option<(String, i64, String)> = tx
+        .query_row(
+            "SELECT id, created, layout FROM reports WHERE host = ?1 AND build_ok = 1 \
+             ORDER BY created DESC, received DESC LIMIT 1",
+            [host],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    tx.execute(
+        "UPDATE hosts SET build_created = ?2, build_ok = ?3, ok_report = ?4, ok_created = ?5, \
+         ok_layout = ?6 WHERE name = ?1",
+        params![
+            host,
+            build.map(|b| b.0),
+            build.map(|b| b.1),
+            ok.as_ref().map(|o| &o.0),
+            ok.as_ref().map(|o| o.1),
+            ok.as_ref().map(|o| &o.2)
+        ],
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// What search finds a host by besides its columns: MACs, IP addresses and serial numbers of
+/// its latest report, lower case.
+pub fn search_keys(r: &Report) -> Vec<(&'static str, String)> {
+    let mut keys = Vec::new();
+    for n in &r.network {
+        if !n.mac.is_empty() {
+            keys.push(("mac", n.mac.to_lowercase()));
+        }
+        for a in &n.addresses {
+            let ip = a.split('/').next().unwrap_or(a);
+            keys.push(("ip", ip.to_lowercase()));
+        }
+    }
+    for d in &r.layout.disks {
+        if !d.serial.is_empty() {
+            keys.push(("serial", d.serial.to_lowercase()));
+        }
+    }
+    if !r.hardware.serial.is_empty() {
+        keys.push(("serial", r.hardware.serial.to_lowercase()));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// All hosts, by name.
+pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, Error> {
+    let mut st = conn.prepare_cached(&format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name"))?;
+    let rows = st.query_map([], host_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One host.
+pub fn host(conn: &Connection, name: &str) -> Result<Option<HostRow>, Error> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = ?1"),
+            [name],
+            host_row,
+        )
+        .optional()?)
+}
+
+/// Hosts matching `q` (case-insensitive): a substring of name, domain, OS or a tag, or of a
+/// MAC, IP address or serial number of the latest report. At most `limit`, by name.
+pub fn search(conn: &Connection, q: &str, limit: usize) -> Result<Vec<HostRow>, Error> {
+    let q = q.trim().to_lowercase();
+    let escaped: String = q
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let like = format!("%{escaped}%");
+    // A MAC may be typed with dashes (Windows style).
+    let mac_like = format!("%{}%", escaped.replace('-', ":"));
+    let cols = HOST_COLUMNS
+        .split(", ")
+        .map(|c| format!("h.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM hosts h WHERE lower(h.name) LIKE ?1 ESCAPE '\\' \
+         OR lower(h.domain) LIKE ?1 ESCAPE '\\' OR lower(h.os) LIKE ?1 ESCAPE '\\' \
+         OR lower(h.tags) LIKE ?1 ESCAPE '\\' \
+         OR h.name IN (SELECT host FROM host_keys WHERE value LIKE ?1 ESCAPE '\\' OR value LIKE ?2 ESCAPE '\\') \
+         ORDER BY h.name LIMIT ?3"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params![like, mac_like, limit as i64], host_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest `limit` reports of all hosts, by time received.
+pub fn last_reports(conn: &Connection, limit: usize) -> Result<Vec<ReportRow>, Error> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {REPORT_COLUMNS} FROM reports ORDER BY received DESC, created DESC LIMIT ?1"
+    ))?;
+    let rows = st.query_map([limit as i64], report_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest `limit` reports of `host`, by creation time.
+pub fn reports_of(conn: &Connection, host: &str, limit: usize) -> Result<Vec<ReportRow>, Error> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {REPORT_COLUMNS} FROM reports WHERE host = ?1 ORDER BY created DESC, received DESC LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![host, limit as i64], report_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The body of a report.
+pub fn report_body(conn: &Connection, id: &str) -> Result<Option<String>, Error> {
+    Ok(conn
+        .query_row("SELECT body FROM reports WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The number of stored reports.
+pub fn report_count(conn: &Connection) -> Result<u64, Error> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Records a stored medium.
+pub fn add_media(
+    conn: &Connection,
+    sha256: &str,
+    size: u64,
+    host: &str,
+    now: u64,
+) -> Result<(), Error> {
+    conn.execute(
+        "INSERT INTO media (sha256, size, stored, host) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (sha256) DO NOTHING",
+        params![sha256, i(size), i(now), host],
+    )?;
+    Ok(())
+}
+
+/// The size of a stored medium, `None` if it is not stored.
+pub fn media_size(conn: &Connection, sha256: &str) -> Result<Option<u64>, Error> {
+    Ok(conn
+        .query_row("SELECT size FROM media WHERE sha256 = ?1", [sha256], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|s| s.max(0) as u64))
+}
+
+/// Number and total size of stored media.
+pub fn media_totals(conn: &Connection) -> Result<(u64, u64), Error> {
+    let (n, b): (i64, Option<i64>) =
+        conn.query_row("SELECT COUNT(*), SUM(size) FROM media", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok((n.max(0) as u64, b.unwrap_or(0).max(0) as u64))
+}
+
+/// Starts a session; also drops expired ones.
+pub fn create_session(
+    conn: &Connection,
+    id_sha256: &str,
+    user: &str,
+    csrf: &str,
+    expires: u64,
+    now: u64,
+) -> Result<(), Error> {
+    conn.execute("DELETE FROM sessions WHERE expires < ?1", [i(now)])?;
+    conn.execute(
+        "INSERT INTO sessions (id_sha256, username, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+        params![id_sha256, user, csrf, i(expires)],
+    )?;
+    Ok(())
+}
+
+/// The user and CSRF token of a live session.
+pub fn session(
+    conn: &Connection,
+    id_sha256: &str,
+    now: u64,
+) -> Result<Option<(String, String)>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT username, csrf FROM sessions WHERE id_sha256 = ?1 AND expires >= ?2",
+            params![id_sha256, i(now)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Ends a session.
+pub fn delete_session(conn: &Connection, id_sha256: &str) -> Result<(), Error> {
+    conn.execute("DELETE FROM sessions WHERE id_sha256 = ?1", [id_sha256])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Build, Facts, Interface, LayoutSummary};
+
+    fn report(name: &str, created: u64, build: Option<Build>, layout: &str) -> Report {
+        let mut f = Facts::default();
+        f.host.name = name.into();
+        f.host.tags = vec!["web".into()];
+        f.network = vec![Interface {
+            name: "eth0".into(),
+            mac: "52:54:00:AA:BB:CC".into(),
+            addresses: vec!["192.0.2.7/24".into()],
+        }];
+        f.layout = LayoutSummary {
+            digest: layout.into(),
+            ..LayoutSummary::default()
+        };
+        Report::new(f, build, created)
+    }
+
+    fn store(db: &Db, r: &Report) -> bool {
+        let body = r.to_json();
+        let id = crate::manifest::sha256_hex(body.as_bytes());
+        db.with(|c| store_report(c, &id, &r.host.name, r, &body, 1000))
+            .unwrap()
+    }
+
+    #[test]
+    fn migrate_is_idempotent() {
+        let db = Db::memory().unwrap();
+        db.with(migrate).unwrap();
+        let n: i64 = db
+            .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn store_report_summarises_the_newest() {
+        let db = Db::memory().unwrap();
+        db.with(|c| set_token(c, "h1", "t", 1)).unwrap();
+        let ok = report("h1", 100, Some(Build::default()), "L1");
+        assert!(store(&db, &ok));
+        assert!(!store(&db, &ok), "same report twice is stored once");
+        let failed = report("h1", 200, Some(Build::failed("x")), "L2");
+        assert!(store(&db, &failed));
+        // An older report arriving late changes nothing.
+        assert!(store(&db, &report("h1", 50, None, "L0")));
+        let h = db.with(|c| host(c, "h1")).unwrap().unwrap();
+        assert_eq!(h.build_ok, Some(false));
+        assert_eq!(h.ok_created, Some(100));
+        assert_eq!(h.ok_layout.as_deref(), Some("L1"));
+        assert_eq!(h.layout, "L2");
+        assert_eq!(h.last_created, Some(200));
+        assert_eq!(h.tags, ["web"]);
+        assert!(h.has_token);
+        assert_eq!(db.with(|c| reports_of(c, "h1", 10)).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn search_finds_by_mac_ip_and_tag() {
+        let db = Db::memory().unwrap();
+        db.with(|c| set_token(c, "h1", "t", 1)).unwrap();
+        db.with(|c| set_token(c, "h2", "u", 1)).unwrap();
+        store(&db, &report("h1", 1, None, ""));
+        let found = |q: &str| {
+            db.with(|c| search(c, q, 10))
+                .unwrap()
+                .into_iter()
+                .map(|h| h.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("52:54:00:aa:bb:cc"), ["h1"]);
+        assert_eq!(found("52-54-00-AA"), ["h1"]);
+        assert_eq!(found("192.0.2.7"), ["h1"]);
+        assert_eq!(found("WEB"), ["h1"]);
+        assert_eq!(found("h"), ["h1", "h2"]);
+        assert!(found("%").is_empty());
+    }
+
+    #[test]
+    fn enroll_only_without_a_token() {
+        let db = Db::memory().unwrap();
+        assert!(db.with(|c| enroll(c, "new", "a", 1)).unwrap());
+        assert!(!db.with(|c| enroll(c, "new", "b", 1)).unwrap());
+        assert_eq!(
+            db.with(|c| host_by_token(c, "a")).unwrap().as_deref(),
+            Some("new")
+        );
+        assert!(db.with(|c| revoke_token(c, "new")).unwrap());
+        assert!(db.with(|c| enroll(c, "new", "b", 1)).unwrap());
+    }
+
+    #[test]
+    fn session_expires() {
+        let db = Db::memory().unwrap();
+        db.with(|c| create_session(c, "s", "alice", "c", 100, 0))
+            .unwrap();
+        assert_eq!(
+            db.with(|c| session(c, "s", 50)).unwrap(),
+            Some(("alice".into(), "c".into()))
+        );
+        assert_eq!(db.with(|c| session(c, "s", 101)).unwrap(), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! `rear-server`: the fleet server (cargo feature `server`; nothing else depends on it).
+//!
+//! Input: reports and media that hosts push over HTTP ([`api`]), a TOML configuration
+//! ([`config`]). Output: an SQLite database ([`db`]), a content-addressed media folder
+//! ([`store`]), a read-only web GUI behind a login ([`gui`], [`pages`]), Prometheus metrics and
+//! a Nagios check ([`status`]). `docs/server.md` describes setup and the HTTP interface.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod gui;
+pub mod pages;
+pub mod status;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, put};
+
+use config::{Config, Database};
+use db::Db;
+use store::MediaStore;
+
+/// Errors of the server and its command-line tools.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    /// The media store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A secret could not be made.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    /// The listen address could not be bound or serving failed.
+    #[error("listening on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the kernel said.
+        error: std::io::Error,
+    },
+    /// A host name given on the command line is not valid.
+    #[error("host name {0:?} is not valid (letters, digits, '-', '_', '.')")]
+    HostName(String),
+    /// `token revoke` for a host the database does not know.
+    #[error("host {0} is not known")]
+    UnknownHost(String),
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// The database.
+    pub db: Arc<Db>,
+    /// The media store.
+    pub store: MediaStore,
+}
+
+/// Seconds since 1970 now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Opens the configured database (creating and migrating it).
+pub fn open_db(config: &Config) -> Result<Db, Error> {
+    match &config.database {
+        Database::Sqlite(path) => Ok(Db::open(path)?),
+    }
+}
+
+/// The state for `config`: database open, media folder ready.
+pub fn state(config: Config) -> Result<AppState, Error> {
+    let db = Arc::new(open_db(&config)?);
+    let store = MediaStore::new(&config.media_dir)?;
+    Ok(AppState { config, db, store })
+}
+
+/// All routes. Open: `/healthz`, `/login`, the ingest endpoints and `/metrics` (which checks
+/// its own token); everything else needs a logged-in viewer.
+pub fn router(app: Arc<AppState>) -> Router {
+    let max_report = app.config.max_report_bytes;
+    let gui = Router::new()
+        .route("/", get(gui::overview))
+        .route("/reports", get(gui::last_reports))
+        .route("/domains", get(gui::domains))
+        .route("/tags", get(gui::tags))
+        .route("/search", get(gui::search))
+        .route("/host/{name}", get(gui::host))
+        .route("/media/{sha256}", get(gui::download))
+        .route("/logout", post(gui::logout))
+        .route("/api/v1/hosts", get(api::hosts))
+        .route_layer(from_fn(gui::require));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/login", get(gui::login_form).post(gui::login))
+        .route(
+            "/api/v1/reports",
+            post(api::post_report).layer(DefaultBodyLimit::max(max_report)),
+        )
+        .route(
+            "/api/v1/media/{sha256}",
+            put(api::put_media).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/metrics", get(api::metrics))
+        .merge(gui)
+        .fallback(gui::not_found)
+        .layer(from_fn_with_state(Arc::clone(&app), gui::identify))
+        .with_state(app)
+}
+
+/// Serves until SIGINT or SIGTERM. Prints `listening on ADDR` on stdout once bound (with the
+/// real port when the configuration says port 0).
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let addr = config.listen;
+    let app = Arc::new(state(config)?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| Error::Listen { addr, error })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| Error::Listen { addr, error })?;
+    println!("listening on {bound}");
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    log::info!("rear-server listening on {bound}");
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(|error| Error::Listen { addr: bound, error })
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    log::info!("shutting down");
+}
+
+/// `rear-server token add HOST`: creates the host if needed, gives it a new token (the old one
+/// stops working) and returns the token, which is shown only this once.
+pub fn token_add(config: &Config, host: &str) -> Result<String, Error> {
+    if !auth::valid_host_name(host) {
+        return Err(Error::HostName(host.to_string()));
+    }
+    let db = open_db(config)?;
+    let token = auth::new_token()?;
+    let sha = auth::token_hash(&token);
+    db.with(|c| db::set_token(c, host, &sha, now()))?;
+    Ok(token)
+}
+
+/// `rear-server token revoke HOST`: the host's token stops working; its reports stay.
+pub fn token_revoke(config: &Config, host: &str) -> Result<(), Error> {
+    let db = open_db(config)?;
+    if db.with(|c| db::revoke_token(c, host))? {
+        Ok(())
+    } else {
+        Err(Error::UnknownHost(host.to_string()))
+    }
+}
+
+/// `rear-server check`: the Nagios state and status line over all hosts.
+pub fn check(config: &Config, max_age: Duration) -> Result<(status::Nagios, String), Error> {
+    let db = open_db(config)?;
+    let hosts = db.with(|c| db::hosts(c))?;
+    Ok(status::check(&hosts, now(), max_age))
+}
