@@ -54,16 +54,27 @@ unit:
 servertest:
 	$(CARGO) test --locked --features server --test server
 
+# Debian's Microsoft-signed shim and signed GRUB, unpacked (not installed: installed, they
+# would make every test ISO use them) for the Secure Boot test.
+SIGNED_ROOT := target/signed/root
+$(SIGNED_ROOT):
+	rm -rf target/signed && mkdir -p target/signed
+	cd target/signed && { apt-get download shim-signed grub-efi-amd64-signed 2>/dev/null || \
+		{ apt-get update -qq && apt-get download shim-signed grub-efi-amd64-signed; }; } >/dev/null
+	for deb in target/signed/*.deb; do dpkg-deb -x "$$deb" $(SIGNED_ROOT); done
+
 # QEMU boot tests; they use the static binaries.
-vmtest: static
-	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
+vmtest: static $(SIGNED_ROOT)
+	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) REAR_SIGNED_ROOT=$(CURDIR)/$(SIGNED_ROOT) \
+		$(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
 
 test: deps-test fmt-check clippy unit servertest vmtest
 
 bench: build
-	@$(ENSURE) initramfs-tools bc rear xorriso
+	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client
 	bench/initrd.sh
 	bench/iso.sh
+	bench/boot.sh
 
 clean:
 	$(CARGO) clean

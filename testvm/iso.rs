@@ -297,6 +297,10 @@ fn iso_secure_boot_ovmf() {
         return;
     }
     let Some((_keep, sys)) = signed_sysroot() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no shim + signed GRUB: `make vmtest` unpacks them into target/signed/root"
+        );
         eprintln!(
             "skipping: no shim + signed GRUB on the host (Debian: shim-signed, grub-efi-amd64-signed) and REAR_SIGNED_ROOT unset"
         );

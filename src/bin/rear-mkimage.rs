@@ -45,9 +45,10 @@ enum Command {
         #[arg(long, default_value_t = 180, requires = "boot")]
         timeout: u64,
     },
-    /// List the entries of an initrd like lsinitrd (all concatenated archives).
+    /// Show what is in an ISO, a USB image or an initrd (boot entries, partitions, files,
+    /// the initrd's entries like lsinitrd).
     Inspect {
-        /// The initrd file.
+        /// The ISO, USB image or initrd file.
         file: PathBuf,
         /// Print the embedded /etc/rear/manifest.json instead of the listing.
         #[arg(long)]
@@ -99,6 +100,13 @@ struct BuildArgs {
     /// Size of the USB image's data partition for backups (e.g. 512M, 4G; 0 for none).
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
     usb_size: u64,
+    /// After the build, write the USB image to this whole-disk device (a USB stick); shows
+    /// the device's model, size and serial and asks first.
+    #[arg(long, value_name = "DEVICE")]
+    usb_device: Option<PathBuf>,
+    /// Do not ask before writing to --usb-device (for scripts).
+    #[arg(long, requires = "usb_device")]
+    yes: bool,
     /// Where the PXE tree goes (default: OUT/pxe).
     #[arg(long, value_name = "DIR")]
     pxe_dir: Option<PathBuf>,
@@ -164,6 +172,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<()> {
+    if args.usb_device.is_some() && !args.output.contains(&Output::Usb) {
+        bail!("--usb-device needs --output usb");
+    }
     let mut recipes: Vec<String> = Vec::new();
     if !args.no_default_recipes {
         recipes.extend(rear::recipe::DEFAULT.iter().map(|s| s.to_string()));
@@ -173,6 +184,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             recipes.push(r);
         }
     }
+    let (usb_device, yes) = (args.usb_device.clone(), args.yes);
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -212,7 +224,43 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             a.path.display()
         );
     }
+    if let Some(dir) = &report.pxe_dir {
+        println!("PXE tree: {}", dir.display());
+    }
     eprintln!("rear-mkimage: {}", report.summary(&opts.compression));
+    if let Some(device) = &usb_device {
+        write_usb_device(&report, device, yes)?;
+    }
+    Ok(())
+}
+
+/// Writes the build's USB image to a stick after showing what the stick is and asking.
+fn write_usb_device(report: &build::Report, device: &Path, yes: bool) -> anyhow::Result<()> {
+    let image = report
+        .artefacts
+        .iter()
+        .find(|a| a.path.to_string_lossy().ends_with(".usb.img"))
+        .map(|a| a.path.clone())
+        .context("the build wrote no USB image")?;
+    let mut confirm = |info: &rear::media::usb::DeviceInfo| {
+        eprintln!("rear-mkimage: about to overwrite {info}");
+        if yes {
+            return true;
+        }
+        eprint!(
+            "Write {} to it, destroying all data on it? [y/N] ",
+            image.display()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim(), "y" | "Y" | "yes")
+    };
+    rear::media::usb::write_to_device(&image, device, &mut confirm)?;
+    eprintln!(
+        "rear-mkimage: wrote {} to {}",
+        image.display(),
+        device.display()
+    );
     Ok(())
 }
 
@@ -279,27 +327,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (like 512M or 4G)"))
 }
 
-fn inspect(file: &PathBuf, manifest: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let archives = rear::archive::read::read_initrd(&bytes)
-        .with_context(|| format!("reading {}", file.display()))?;
-    if manifest {
-        for a in &archives {
-            for e in &a.entries {
-                if e.path == "etc/rear/manifest.json"
-                    && let Some(d) = &e.data
-                {
-                    print!("{}", String::from_utf8_lossy(d));
-                    return Ok(());
-                }
-            }
-        }
-        bail!(
-            "{}: no /etc/rear/manifest.json in it (not built by rear-mkimage?)",
-            file.display()
-        );
-    }
-    print!("{}", rear::archive::read::list(&archives));
+fn inspect(file: &Path, manifest: bool) -> anyhow::Result<()> {
+    print!("{}", rear::media::inspect::inspect(file, manifest)?);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod bootfiles;
 pub mod esp;
 pub mod gpt;
 pub mod grub;
+pub mod inspect;
 pub mod iso;
 pub mod pxe;
 pub mod qemu;

@@ -126,7 +126,7 @@ fn index_failure(modules_dir: &Path, e: crate::kmod::Error) -> Report {
 }
 
 /// The modules in `/proc/modules` (none if it cannot be read).
-fn loaded_modules() -> HashSet<String> {
+pub fn loaded_modules() -> HashSet<String> {
     std::fs::read_to_string("/proc/modules")
         .map(|t| {
             t.lines()

@@ -143,3 +143,64 @@ fn host_initrd_inspect_lists_entries_and_manifest() {
         )
     );
 }
+
+#[test]
+fn host_all_media_from_one_build_are_reproducible_and_verified() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for dir in [a.path(), b.path()] {
+        build(
+            dir,
+            &[
+                "--output",
+                "iso,usb,pxe,initrd",
+                "--usb-size",
+                "0",
+                "--boot-timeout",
+                "1",
+            ],
+        );
+    }
+    let names = files_in(a.path());
+    let iso = names
+        .iter()
+        .find(|n| n.ends_with(".iso"))
+        .expect("no ISO written");
+    let usb = names
+        .iter()
+        .find(|n| n.ends_with(".usb.img"))
+        .expect("no USB image written");
+    assert!(names.iter().any(|n| n == "pxe"), "no PXE tree: {names:?}");
+    for name in [iso, usb] {
+        let (x, y) = (
+            std::fs::read(a.path().join(name)).unwrap(),
+            std::fs::read(b.path().join(name)).unwrap(),
+        );
+        assert!(x == y, "{name} differs between two builds");
+    }
+    // The initrd is built once: the ISO carries the same bytes as the initrd output.
+    let initrd = std::fs::read(initrd_of(a.path())).unwrap();
+    let iso_bytes = std::fs::read(a.path().join(iso)).unwrap();
+    assert!(
+        iso_bytes
+            .windows(initrd.len().min(4096))
+            .any(|w| w == &initrd[..initrd.len().min(4096)]),
+        "initrd not in the ISO"
+    );
+    let o = run(mkimage().arg("verify").arg(a.path()));
+    assert!(
+        o.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(mkimage().arg("inspect").arg(a.path().join(iso)));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("/boot/vmlinuz") && text.contains("EFI"),
+        "inspect ISO:\n{text}"
+    );
+    // A changed file is caught by verify.
+    std::fs::write(a.path().join(usb), b"changed").unwrap();
+    let o = run(mkimage().arg("verify").arg(a.path()));
+    assert!(!o.status.success(), "verify accepted a changed file");
+}

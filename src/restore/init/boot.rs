@@ -173,7 +173,8 @@ pub(super) fn read_cmdline() -> Result<Cmdline, Error> {
     Ok(cmdline::parse(&text))
 }
 
-/// Loads the modules for the hardware in `/sys`, printing each failure and the count.
+/// Loads the modules for the hardware in `/sys`, printing each failure and the count, then
+/// starts the hotplug thread for devices that appear later ([`crate::restore::hotplug`]).
 pub(super) fn load_modules(release: &str) {
     let dir = Path::new("/lib/modules").join(release);
     if !dir.is_dir() {
@@ -185,6 +186,10 @@ pub(super) fn load_modules(release: &str) {
         say(&format!("rear: module {module}: {reason}"));
     }
     say(&format!("rear: loaded {} modules", loaded.len()));
+    let said: crate::restore::hotplug::Say = std::sync::Arc::new(|line: &str| say(line));
+    if let Err(e) = crate::restore::hotplug::start(&dir, Path::new("/sys"), &failed, said) {
+        say(&format!("rear: {e}"));
+    }
 }
 
 /// The single call site of the module autoloader ([`super::modload::coldplug`]).
