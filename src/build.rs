@@ -301,6 +301,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let report_files = closure.count(Role::Requested);
     let report_libs = closure.count(Role::Library);
     add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
+    let report_firmware = closure.count(Role::Firmware);
     add_rescue_skeleton(&mut closure, &hostname)?;
     crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
     let mut image = closure.finish(&kernel.release)?;
@@ -371,20 +372,12 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let artefacts = outputs.commit()?;
     t.next("media");
 
-    let count = |role: Role| {
-        image
-            .manifest
-            .entries
-            .values()
-            .filter(|e| entry_role(e) == Some(role))
-            .count()
-    };
     Ok(Report {
         kernel: kernel.release.clone(),
         files: report_files,
         libraries: report_libs,
         modules: modules.modules.len(),
-        firmware: count(Role::Firmware),
+        firmware: report_firmware,
         entries: image.manifest.entries.len(),
         bytes_raw: stats.raw,
         bytes_compressed: stats.compressed,
@@ -393,10 +386,6 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         pxe_dir: pxe,
         warnings: image.manifest.warnings.clone(),
     })
-}
-
-fn entry_role(e: &crate::manifest::Entry) -> Option<Role> {
-    e.why.starts_with("firmware").then_some(Role::Firmware)
 }
 
 /// Selects and reads the kernel modules (`--modules` plus the recipes' `modules`).

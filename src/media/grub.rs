@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::bootfiles::{self, EfiLoader};
-use super::{EntryAction, MediaInput, TemplateError, menu_entries, render};
+use super::{MediaInput, TemplateError, render, render_menu};
 use crate::exec;
 use crate::sysroot::Sysroot;
 
@@ -79,23 +79,13 @@ pub enum Error {
 /// `/boot/grub/grub.cfg`: the entries of [`menu_entries`], "Recover <host>" by default,
 /// booting by itself after `boot_timeout` seconds, on the serial and the VGA console.
 pub fn menu_cfg(input: &MediaInput<'_>) -> Result<String, Error> {
-    let timeout = input.boot_timeout.to_string();
-    let mut owned: Vec<(String, String)> = vec![
-        ("HOST".into(), input.hostname.to_string()),
-        ("TIMEOUT".into(), timeout),
-    ];
-    for entry in menu_entries(input) {
-        let id = entry.id.to_ascii_uppercase();
-        owned.push((format!("{id}_TITLE"), quote_single(&entry.title)));
-        if let EntryAction::Linux { cmdline } = &entry.action {
-            owned.push((format!("{id}_CMDLINE"), cmdline.clone()));
-        }
-    }
-    let vars: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(render("grub.cfg", MENU_TEMPLATE, &vars)?)
+    Ok(render_menu(
+        "grub.cfg",
+        MENU_TEMPLATE,
+        input,
+        ("TIMEOUT", input.boot_timeout.to_string()),
+        quote_single,
+    )?)
 }
 
 /// The config that finds the medium: by the volume `label`, then by the file `marker` (an

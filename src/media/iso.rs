@@ -42,7 +42,7 @@ use hadris_iso::{BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, IsoOpti
 use sha2::{Digest, Sha256};
 
 use super::bootfiles::{self, BiosFiles, EfiLoader};
-use super::{EntryAction, MediaInput, TemplateError, esp, grub, menu_entries, render};
+use super::{MediaInput, TemplateError, esp, grub, render_menu, syslinux_timeout};
 use crate::exec;
 use crate::sysroot::Sysroot;
 
@@ -185,23 +185,13 @@ pub fn write_iso_with(
 /// booting by itself after the timeout (in tenths of a second; 0 would wait forever in
 /// ISOLINUX, so the shortest is 1), serial console first.
 pub fn isolinux_cfg(input: &MediaInput<'_>) -> Result<String, Error> {
-    let tenths = (u64::from(input.boot_timeout) * 10).max(1).to_string();
-    let mut owned: Vec<(String, String)> = vec![
-        ("HOST".into(), input.hostname.to_string()),
-        ("TIMEOUT_DS".into(), tenths),
-    ];
-    for entry in menu_entries(input) {
-        let id = entry.id.to_ascii_uppercase();
-        owned.push((format!("{id}_TITLE"), entry.title.clone()));
-        if let EntryAction::Linux { cmdline } = &entry.action {
-            owned.push((format!("{id}_CMDLINE"), cmdline.clone()));
-        }
-    }
-    let vars: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(render("isolinux.cfg", ISOLINUX_TEMPLATE, &vars)?)
+    Ok(render_menu(
+        "isolinux.cfg",
+        ISOLINUX_TEMPLATE,
+        input,
+        syslinux_timeout(input),
+        str::to_string,
+    )?)
 }
 
 /// The build id: SHA-256 of the input and the boot-loader files, each field length-prefixed.

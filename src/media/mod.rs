@@ -127,6 +127,44 @@ pub fn render(
     Ok(out)
 }
 
+/// Renders a boot-menu template with the values every menu has: `@HOST@`, the timeout
+/// (`timeout` = the placeholder's name and its value, as each boot loader counts differently),
+/// and for each of [`menu_entries`] `@<ID>_TITLE@` (passed through `title`, for quoting)
+/// and, for kernel entries, `@<ID>_CMDLINE@`.
+pub fn render_menu(
+    template_name: &str,
+    template: &str,
+    input: &MediaInput<'_>,
+    timeout: (&str, String),
+    title: impl Fn(&str) -> String,
+) -> Result<String, TemplateError> {
+    let mut owned: Vec<(String, String)> = vec![
+        ("HOST".into(), input.hostname.to_string()),
+        (timeout.0.to_string(), timeout.1),
+    ];
+    for entry in menu_entries(input) {
+        let id = entry.id.to_ascii_uppercase();
+        owned.push((format!("{id}_TITLE"), title(&entry.title)));
+        if let EntryAction::Linux { cmdline } = &entry.action {
+            owned.push((format!("{id}_CMDLINE"), cmdline.clone()));
+        }
+    }
+    let vars: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    render(template_name, template, &vars)
+}
+
+/// The timeout of the SYSLINUX family (ISOLINUX, SYSLINUX, PXELINUX): tenths of a second,
+/// at least 1, because 0 waits forever.
+pub fn syslinux_timeout(input: &MediaInput<'_>) -> (&'static str, String) {
+    (
+        "TIMEOUT_DS",
+        (u64::from(input.boot_timeout) * 10).max(1).to_string(),
+    )
+}
+
 fn is_placeholder(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

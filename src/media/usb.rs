@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::bootfiles::{self, SYSLINUX_MODULE_PACKAGES};
 use super::gpt::{self, ATTR_LEGACY_BIOS_BOOTABLE, Gpt, Guid, Partition, SECTOR};
-use super::{EntryAction, MediaInput, TemplateError, esp, grub, menu_entries, render};
+use super::{MediaInput, TemplateError, esp, grub, render_menu, syslinux_timeout};
 use crate::exec;
 use crate::sysroot::{self, Sysroot};
 
@@ -490,24 +490,13 @@ fn gptmbr(sys: &Sysroot) -> Result<[u8; 440], Error> {
 
 /// `boot/syslinux/syslinux.cfg` from `bootloaders/syslinux-usb.cfg` and [`menu_entries`].
 pub fn syslinux_cfg(input: &MediaInput<'_>) -> Result<String, Error> {
-    // syslinux counts tenths of a second and waits forever on 0.
-    let tenths = (u64::from(input.boot_timeout) * 10).max(1).to_string();
-    let mut owned: Vec<(String, String)> = vec![
-        ("HOST".into(), input.hostname.to_string()),
-        ("TIMEOUT_DS".into(), tenths),
-    ];
-    for entry in menu_entries(input) {
-        let id = entry.id.to_ascii_uppercase();
-        owned.push((format!("{id}_TITLE"), entry.title.clone()));
-        if let EntryAction::Linux { cmdline } = &entry.action {
-            owned.push((format!("{id}_CMDLINE"), cmdline.clone()));
-        }
-    }
-    let vars: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(render("syslinux-usb.cfg", SYSLINUX_TEMPLATE, &vars)?)
+    Ok(render_menu(
+        "syslinux-usb.cfg",
+        SYSLINUX_TEMPLATE,
+        input,
+        syslinux_timeout(input),
+        str::to_string,
+    )?)
 }
 
 /// Sets the FAT boot sector's "hidden sectors" (the partition's start LBA), which DOS-style
