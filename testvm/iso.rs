@@ -15,7 +15,7 @@ use rear::media::bootfiles::{self, EfiLoader};
 use rear::media::iso::Backend;
 use rear::sysroot::Sysroot;
 
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, pflash_args, qemu_available};
 
 /// The kernel command line of the default entry in these tests.
 const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 panic=5 norandmaps";
@@ -154,18 +154,7 @@ fn boot(name: &str, b: &Built, firmware: Firmware, medium: Medium) {
         }
     };
     if let Some((code, vars_template)) = ovmf {
-        assert!(
-            Path::new(code).exists(),
-            "{code} missing: install the Debian package ovmf"
-        );
-        let vars = scratch.path().join("OVMF_VARS.fd");
-        std::fs::copy(vars_template, &vars).unwrap();
-        args.extend([
-            "-drive".into(),
-            format!("if=pflash,format=raw,readonly=on,file={code}"),
-            "-drive".into(),
-            format!("if=pflash,format=raw,file={}", vars.display()),
-        ]);
+        args.extend(pflash_args(code, vars_template, scratch.path()));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();

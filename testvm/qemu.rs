@@ -44,6 +44,23 @@ pub fn qemu_available() -> bool {
     found
 }
 
+/// QEMU arguments for OVMF: the firmware code read-only and a private copy of the variable
+/// store (UEFI writes to it) in `scratch`.
+pub fn pflash_args(code: &str, vars_template: &str, scratch: &Path) -> Vec<String> {
+    assert!(
+        Path::new(code).exists(),
+        "{code} missing: install the Debian package ovmf"
+    );
+    let vars = scratch.join("OVMF_VARS.fd");
+    std::fs::copy(vars_template, &vars).unwrap();
+    vec![
+        "-drive".into(),
+        format!("if=pflash,format=raw,readonly=on,file={code}"),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ]
+}
+
 impl Vm {
     /// Starts `qemu-system-x86_64 -accel tcg` with the serial console on a pipe, plus `args`.
     pub fn start(name: &str, args: &[&str]) -> Vm {

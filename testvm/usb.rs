@@ -6,14 +6,14 @@
 //! The initrd comes from `rear-mkimage --output initrd` (as in `boot.rs`); the image is made
 //! from it by the library's `media::usb::write_usb_image`, once for all boots.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rear::media::MediaInput;
 use rear::sysroot::Sysroot;
 
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, pflash_args, qemu_available};
 
 /// The kernel command line of the default entry in these tests.
 const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 panic=5 norandmaps";
@@ -124,18 +124,7 @@ fn boot(name: &str, firmware: Firmware, attach: Attach) {
         }
     };
     if let Firmware::Ovmf = firmware {
-        assert!(
-            Path::new(OVMF_CODE).exists(),
-            "{OVMF_CODE} missing: install the Debian package ovmf"
-        );
-        let vars = scratch.path().join("OVMF_VARS_4M.fd");
-        std::fs::copy(OVMF_VARS, &vars).unwrap();
-        args.extend([
-            "-drive".into(),
-            format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-            "-drive".into(),
-            format!("if=pflash,format=raw,file={}", vars.display()),
-        ]);
+        args.extend(pflash_args(OVMF_CODE, OVMF_VARS, scratch.path()));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
