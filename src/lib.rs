@@ -21,6 +21,7 @@ pub mod restore;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod sysroot;
+pub mod timefmt;
 
 #[cfg(test)]
 pub mod testutil;

@@ -66,25 +66,7 @@ pub fn encode(s: &str) -> String {
 }
 
 /// `2025-01-01 12:00 UTC` for seconds since 1970.
-pub fn fmt_time(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's days_from_civil, inverted (civil_from_days).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
+pub use crate::timefmt::utc_date as fmt_time;
 
 /// An age such as `3d 4h`, `5h 10m` or `42s`.
 pub fn fmt_age(secs: u64) -> String {
