@@ -477,8 +477,8 @@ mod tests {
     use super::*;
     use crate::archive::{Compression, write_initrd};
     use crate::manifest::{Entry, Image, ImagePath, Kind, Manifest, Source};
-    use crate::media::MediaInput;
     use crate::sysroot::Sysroot;
+    use crate::testutil::media::{fake_boot_sysroot as fake_sysroot, input};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -522,48 +522,6 @@ mod tests {
         )
         .unwrap();
         out
-    }
-
-    fn input<'a>(kernel: &'a [u8], initrd: &'a [u8]) -> MediaInput<'a> {
-        MediaInput {
-            hostname: "db1",
-            release: "6.1.0-9-amd64",
-            kernel,
-            initrd,
-            cmdline: "console=ttyS0".into(),
-            boot_timeout: 5,
-            epoch: 1_700_000_000,
-        }
-    }
-
-    fn put(root: &Path, path: &str, bytes: &[u8]) {
-        let p = root.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-
-    /// Stand-in boot files (as in `iso.rs`' tests): enough to write an ISO, not to boot it.
-    fn fake_sysroot() -> (tempfile::TempDir, Sysroot) {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        put(r, "/usr/lib/ISOLINUX/isolinux.bin", &[0x90; 2048]);
-        put(r, "/usr/lib/ISOLINUX/isohdpfx.bin", &[0x33; 432]);
-        for m in ["ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"] {
-            put(
-                r,
-                &format!("/usr/lib/syslinux/modules/bios/{m}"),
-                m.as_bytes(),
-            );
-        }
-        put(r, "/usr/lib/shim/shimx64.efi.signed", &[b'S'; 5000]);
-        put(
-            r,
-            "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
-            &[b'G'; 9000],
-        );
-        put(r, "/etc/os-release", b"ID=debian\n");
-        let sys = Sysroot::new(r).unwrap();
-        (dir, sys)
     }
 
     #[test]

@@ -414,49 +414,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input<'a>(kernel: &'a [u8], initrd: &'a [u8]) -> MediaInput<'a> {
-        MediaInput {
-            hostname: "db1",
-            release: "6.1.0-9-amd64",
-            kernel,
-            initrd,
-            cmdline: "console=tty0 console=ttyS0,115200n8".into(),
-            boot_timeout: 5,
-            epoch: 1_700_000_000,
-        }
-    }
-
-    fn put(root: &Path, path: &str, bytes: &[u8]) {
-        let p = root.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-
-    /// A sysroot with stand-in boot files (Debian layout, signed shim + GRUB, so no tool
-    /// runs): enough to lay out and write an ISO, not to boot it.
-    fn fake_sysroot() -> (tempfile::TempDir, Sysroot) {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        put(r, "/usr/lib/ISOLINUX/isolinux.bin", &[0x90; 2048]);
-        put(r, "/usr/lib/ISOLINUX/isohdpfx.bin", &[0x33; 432]);
-        for m in ["ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"] {
-            put(
-                r,
-                &format!("/usr/lib/syslinux/modules/bios/{m}"),
-                m.as_bytes(),
-            );
-        }
-        put(r, "/usr/lib/shim/shimx64.efi.signed", &[b'S'; 5000]);
-        put(
-            r,
-            "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
-            &[b'G'; 9000],
-        );
-        put(r, "/etc/os-release", b"ID=debian\n");
-        let sys = Sysroot::new(r).unwrap();
-        (dir, sys)
-    }
+    use crate::testutil::media::{fake_boot_sysroot as fake_sysroot, input};
 
     fn xorriso_report(iso: &[u8]) -> String {
         let dir = tempfile::tempdir().unwrap();

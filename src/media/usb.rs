@@ -588,18 +588,7 @@ fn mkfs_data(image: &Path, offset: u64, size: u64, ids: &Ids, epoch: u64) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input<'a>(kernel: &'a [u8], initrd: &'a [u8]) -> MediaInput<'a> {
-        MediaInput {
-            hostname: "db1",
-            release: "6.1.0-9-amd64",
-            kernel,
-            initrd,
-            cmdline: "console=tty0 console=ttyS0,115200n8".into(),
-            boot_timeout: 5,
-            epoch: 1_700_000_000,
-        }
-    }
+    use crate::testutil::media::input;
 
     /// A fake kernel and initrd: patterned, so misplaced bytes show.
     fn payload(len: usize, seed: u8) -> Vec<u8> {

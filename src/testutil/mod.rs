@@ -1,3 +1,4 @@
 //! Test helpers: tiny ELF files, `.ko` files and fake sysroots built in code.
 pub mod elf;
 pub mod kmod;
+pub mod media;
