@@ -11,6 +11,7 @@ pub mod closure;
 pub mod exec;
 pub mod inventory;
 pub mod kmod;
+pub mod layout;
 pub mod logger;
 pub mod manifest;
 pub mod media;
