@@ -86,6 +86,40 @@ pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
     Ok(out)
 }
 
+/// Like [`run`], with `input` written to the program's stdin (a partition script, an
+/// answer to a question).
+pub fn run_with_input(
+    cmd: &mut Command,
+    input: &[u8],
+    package: Option<&str>,
+) -> Result<Output, Error> {
+    use std::io::Write;
+    let argv = argv_string(cmd);
+    log::debug!("run: {argv}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| spawn_error(cmd, argv.clone(), package, error))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that exits without reading all of it gives EPIPE; its status says more.
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().map_err(|error| Error::Spawn {
+        argv: argv.clone(),
+        error,
+    })?;
+    if !out.status.success() {
+        return Err(Error::Failed {
+            argv,
+            status: out.status,
+            stderr: tail(&out.stderr),
+        });
+    }
+    Ok(out)
+}
+
 fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, error: io::Error) -> Error {
     if error.kind() == io::ErrorKind::NotFound {
         Error::ToolMissing {
@@ -130,6 +164,19 @@ mod tests {
             e.to_string(),
             "rear-no-such-tool: not found (install the package rear-tools)"
         );
+    }
+
+    #[test]
+    fn run_with_input_feeds_stdin() {
+        let out = run_with_input(Command::new("tr").args(["a-z", "A-Z"]), b"abc", None).unwrap();
+        assert_eq!(out.stdout, b"ABC");
+        let e = run_with_input(
+            Command::new("sh").args(["-c", "cat >&2; exit 1"]),
+            b"said",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().ends_with(": said"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod boot;
 mod hotplug;
 mod iso;
+mod layout;
 mod network;
 mod pxe;
 mod qemu;

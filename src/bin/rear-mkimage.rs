@@ -141,6 +141,9 @@ struct BuildArgs {
     /// The rear-restore binary to install as /init (default: next to this program).
     #[arg(long, value_name = "PATH")]
     init: Option<PathBuf>,
+    /// The disk layout to store in the image (a file from `layout save`), or `none`.
+    #[arg(long, value_name = "FILE|none", default_value = "none")]
+    layout: String,
     #[command(flatten)]
     rescue: rear::restore::rescue::RescueArgs,
 }
@@ -200,6 +203,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         usb_size: args.usb_size,
         pxe_dir: args.pxe_dir,
         rescue: args.rescue.options(),
+        layout: match args.layout.as_str() {
+            "none" => build::LayoutSource::None,
+            file => build::LayoutSource::File(PathBuf::from(file)),
+        },
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();

@@ -5,5 +5,7 @@
 //! target machine into ordered steps (a pure function); `restore::layout` runs them.
 
 pub mod model;
+pub mod plan;
+pub mod tools;
 
 pub use model::{LAYOUT_VERSION, Layout};
