@@ -30,9 +30,21 @@ fn fixture(name: &str) -> (PathBuf, Layout) {
     (path, layout)
 }
 
+/// What a test does in the guest before `layout apply`.
+#[derive(Default)]
+struct Scenario<'a> {
+    /// Contents of /etc/rear/mappings/disks.
+    mapping: Option<&'a str>,
+    /// A shell command run before planning (e.g. mounting a backup disk).
+    prepare: Option<&'a str>,
+    /// Run `layout apply` once without a LUKS key first: it must fail at the LUKS step, and
+    /// the second run must continue after the steps the first one completed.
+    fail_first_without_key: bool,
+}
+
 /// Builds the image with the layout, boots it with the target disks, applies the layout and
 /// returns the tools' outputs by name.
-fn apply_in_vm(name: &str, targets: &[Target], mapping: Option<&str>) -> BTreeMap<String, String> {
+fn apply_in_vm(name: &str, targets: &[Target], sc: &Scenario) -> BTreeMap<String, String> {
     let tmp = tempfile::tempdir().unwrap();
     let (layout_path, layout) = fixture(name);
     let (kernel, initrd, release) = build_initrd(
@@ -89,13 +101,28 @@ fn apply_in_vm(name: &str, targets: &[Target], mapping: Option<&str>) -> BTreeMa
     let started = Instant::now();
     vm.send("printf 'correct horse battery staple' > /run/test.key; echo KEY-$((1+1))");
     vm.expect("KEY-2\n", Duration::from_secs(20));
-    if let Some(m) = mapping {
+    if let Some(m) = sc.mapping {
         vm.send(&format!(
             "mkdir -p /etc/rear/mappings; echo '{m}' > /etc/rear/mappings/disks; echo MAP-$((2+2))"
         ));
         vm.expect("MAP-4\n", Duration::from_secs(20));
     }
+    if let Some(cmd) = sc.prepare {
+        let out = run(&mut vm, 99, &format!("{cmd}; echo PREPARE-RC=$?"));
+        assert!(out.contains("PREPARE-RC=0"), "{cmd}:\n{out}");
+    }
     let plan = run(&mut vm, 100, "rear-restore layout plan --json");
+    if sc.fail_first_without_key {
+        let out = run(
+            &mut vm,
+            102,
+            "rear-restore layout apply --yes </dev/null; echo FIRST-RC=$?",
+        );
+        assert!(
+            out.contains("needs a passphrase: give --luks-key FILE") && out.contains("FIRST-RC=1"),
+            "first apply did not stop at the LUKS step:\n{out}"
+        );
+    }
     vm.send(
         "rear-restore layout apply --yes --luks-key /run/test.key; echo APPLY-RC=$?-END-$((5*5))",
     );
@@ -108,6 +135,14 @@ fn apply_in_vm(name: &str, targets: &[Target], mapping: Option<&str>) -> BTreeMa
     if rc != "0" {
         let log = run(&mut vm, 101, "cat /var/log/rear/recover.log");
         panic!("layout apply failed (rc {rc}):\n{out}\nrecover.log:\n{log}");
+    }
+    if sc.fail_first_without_key {
+        for done in [
+            "done before: wipe all signatures on /dev/vda",
+            "done before: GPT partition table on /dev/vda",
+        ] {
+            assert!(out.contains(done), "the rerun lacks {done:?}:\n{out}");
+        }
     }
     eprintln!(
         "{name}: layout apply took {:.1} s in the guest",
@@ -349,23 +384,40 @@ fn check(name: &str, out: &BTreeMap<String, String>, renames: &[(&str, &str)]) {
     }
 }
 
+const GIB: u64 = 1 << 30;
+
+fn virtio(name: &'static str, size: u64, serial: &'static str) -> Target {
+    Target {
+        name,
+        size,
+        nvme: false,
+        serial,
+    }
+}
+
 #[test]
 fn layout_apply_gpt_esp_ext4_swap_renamed_to_virtio() {
     if !qemu_available() {
         return;
     }
+    // A mounted disk (as the backup disk is) of the same size is never a target, so the plan
+    // is not ambiguous and vdb keeps its file system.
     let out = apply_in_vm(
         "gpt-esp-ext4-swap",
-        &[Target {
-            name: "a.img",
-            size: 1 << 30,
-            nvme: false,
-            serial: "NEW-1",
-        }],
-        None,
+        &[
+            virtio("a.img", GIB, "NEW-1"),
+            virtio("b.img", GIB, "BACKUP"),
+        ],
+        &Scenario {
+            prepare: Some(
+                "modprobe ext4; mkfs.ext4 -q -L BACKUP /dev/vdb && mkdir -p /backup && mount /dev/vdb /backup && touch /backup/keep",
+            ),
+            ..Scenario::default()
+        },
     );
     check("gpt-esp-ext4-swap", &out, &[("/dev/sda", "/dev/vda")]);
     assert!(out["plan"].contains("\"by\": \"size\""), "{}", out["plan"]);
+    assert!(out["backup"].contains("keep"), "{}", out["backup"]);
 }
 
 #[test]
@@ -376,21 +428,11 @@ fn layout_apply_raid1_lvm_thin_xfs_by_mapping() {
     // Two equal blank disks: only a mapping can say which is which.
     let out = apply_in_vm(
         "raid1-lvm-xfs",
-        &[
-            Target {
-                name: "a.img",
-                size: 1 << 30,
-                nvme: false,
-                serial: "NEW-A",
-            },
-            Target {
-                name: "b.img",
-                size: 1 << 30,
-                nvme: false,
-                serial: "NEW-B",
-            },
-        ],
-        Some("/dev/sda /dev/vda\nSRC-B /dev/vdb"),
+        &[virtio("a.img", GIB, "NEW-A"), virtio("b.img", GIB, "NEW-B")],
+        &Scenario {
+            mapping: Some("/dev/sda /dev/vda\nSRC-B /dev/vdb"),
+            ..Scenario::default()
+        },
     );
     check(
         "raid1-lvm-xfs",
@@ -400,19 +442,17 @@ fn layout_apply_raid1_lvm_thin_xfs_by_mapping() {
 }
 
 #[test]
-fn layout_apply_luks2_lvm_ext4_with_key_file() {
+fn layout_apply_luks2_lvm_ext4_with_key_file_after_a_failed_run() {
     if !qemu_available() {
         return;
     }
     let out = apply_in_vm(
         "luks2-lvm-ext4",
-        &[Target {
-            name: "a.img",
-            size: 1 << 30,
-            nvme: false,
-            serial: "NEW-1",
-        }],
-        None,
+        &[virtio("a.img", GIB, "NEW-1")],
+        &Scenario {
+            fail_first_without_key: true,
+            ..Scenario::default()
+        },
     );
     check("luks2-lvm-ext4", &out, &[("/dev/sda", "/dev/vda")]);
 }
@@ -426,11 +466,11 @@ fn layout_apply_btrfs_subvolumes_on_larger_nvme() {
         "btrfs-subvolumes",
         &[Target {
             name: "n.img",
-            size: 2 << 30,
+            size: 2 * GIB,
             nvme: true,
             serial: "NEW-NVME",
         }],
-        None,
+        &Scenario::default(),
     );
     check("btrfs-subvolumes", &out, &[("/dev/vda", "/dev/nvme0n1")]);
     assert!(out["plan"].contains("/dev/nvme0n1p2"), "{}", out["plan"]);
