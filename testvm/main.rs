@@ -8,6 +8,7 @@
 mod boot;
 mod hotplug;
 mod iso;
+mod layout_fixtures;
 mod network;
 mod pxe;
 mod qemu;
