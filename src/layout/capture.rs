@@ -653,6 +653,8 @@ pub fn from_outputs(out: &Outputs) -> Result<Layout, Error> {
         });
     }
     layout.sort();
+    // A pseudo file system mounted twice on one place (devpts in a container) is one entry.
+    layout.excluded.dedup();
     Ok(layout)
 }
 
@@ -972,5 +974,135 @@ mod tests {
             "nvme",
             expect_file!["../../tests/fixtures/layout/nvme/layout.json"],
         );
+    }
+
+    /// A live-style capture (mount root `/`) with things to leave out.
+    fn live_outputs() -> Outputs {
+        let lsblk = r#"{"blockdevices":[
+          {"name":"sda","kname":"sda","path":"/dev/sda","type":"disk","size":21474836480,
+           "log-sec":512,"phy-sec":4096,"model":"Samsung SSD","serial":"S1","wwn":"0x5002",
+           "tran":"sata","rm":false,"hotplug":false,"children":[
+             {"name":"sda1","kname":"sda1","path":"/dev/sda1","type":"part","size":21473787904}]},
+          {"name":"sdb","kname":"sdb","path":"/dev/sdb","type":"disk","size":8004304896,
+           "log-sec":512,"phy-sec":512,"tran":"usb","rm":true,"hotplug":true,"children":[
+             {"name":"sdb1","kname":"sdb1","path":"/dev/sdb1","type":"part","size":8003256320}]},
+          {"name":"loop0","kname":"loop0","path":"/dev/loop0","type":"loop","size":1048576},
+          {"name":"sr0","kname":"sr0","path":"/dev/sr0","type":"rom","size":3000000}]}"#;
+        let sfdisk = r#"{"partitiontable":{"label":"dos","id":"0x0000abcd","device":"/dev/sda",
+            "unit":"sectors","sectorsize":512,"partitions":[
+            {"node":"/dev/sda1","start":2048,"size":41940992,"type":"83","bootable":true}]}}"#;
+        let blkid = "DEVNAME=/dev/sda1\nUUID=u1\nTYPE=ext4\n\nDEVNAME=/dev/sdb1\nUUID=AB-CD\nTYPE=vfat\n\n\
+            DEVNAME=/dev/loop0\nTYPE=squashfs\n\nDEVNAME=/dev/sr0\nTYPE=iso9660\n";
+        let findmnt = r#"{"filesystems":[
+          {"source":"/dev/sda1","target":"/","fstype":"ext4","options":"rw,relatime","fsroot":"/"},
+          {"source":"proc","target":"/proc","fstype":"proc","options":"rw","fsroot":"/"},
+          {"source":"srv:/export","target":"/mnt/nfs","fstype":"nfs4","options":"rw","fsroot":"/"},
+          {"source":"/dev/sdb1","target":"/media/usb","fstype":"vfat","options":"rw","fsroot":"/"},
+          {"source":"/dev/sda1","target":"/srv/www","fstype":"ext4","options":"rw","fsroot":"/var/www"}]}"#;
+        Outputs {
+            hostname: "web1".into(),
+            boot_mode: BootMode::Uefi,
+            mount_root: "/".into(),
+            lsblk: lsblk.into(),
+            blkid: blkid.into(),
+            findmnt: findmnt.into(),
+            proc_swaps: "Filename Type Size Used Priority\n/swapfile file 1048572 0 -2\n".into(),
+            sfdisk: [("/dev/sda".to_string(), sfdisk.to_string())].into(),
+            by_id: [
+                ("ata-Samsung_SSD_S1".to_string(), "/dev/sda".to_string()),
+                (
+                    "ata-Samsung_SSD_S1-part1".to_string(),
+                    "/dev/sda1".to_string(),
+                ),
+            ]
+            .into(),
+            dumpe2fs: [(
+                "/dev/sda1".to_string(),
+                "Filesystem features: has_journal extent\nBlock size: 4096\nInode size: 256\n"
+                    .to_string(),
+            )]
+            .into(),
+            ..Outputs::default()
+        }
+    }
+
+    #[test]
+    fn from_outputs_excludes_with_reasons() {
+        let l = from_outputs(&live_outputs()).unwrap();
+        let ex: Vec<(&str, &str)> = l
+            .excluded
+            .iter()
+            .map(|e| (e.what.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            ex,
+            [
+                ("/dev/loop0", "loop device"),
+                ("/dev/sdb", "removable USB disk"),
+                ("/dev/sr0", "CD/DVD drive (rescue medium or ISO image)"),
+                ("/media/usb", "on the excluded device /dev/sdb1"),
+                ("/mnt/nfs", "network file system nfs4"),
+                ("/proc", "pseudo file system proc"),
+                ("/srv/www", "bind mount of /var/www on /dev/sda1"),
+                ("/swapfile", "swap file (restored with the files)"),
+            ]
+        );
+        assert_eq!(l.disks.len(), 1);
+        let d = &l.disks[0];
+        assert_eq!(d.by_id, ["ata-Samsung_SSD_S1"]);
+        assert_eq!(
+            (d.physical_sector_size, d.transport.as_str()),
+            (4096, "sata")
+        );
+        let p = &d.table.as_ref().unwrap().partitions[0];
+        assert_eq!(
+            (p.uuid.as_str(), p.flags.as_slice()),
+            ("0000abcd-01", &[PartFlag::Boot][..])
+        );
+        assert_eq!(l.filesystems.len(), 1);
+        assert_eq!(l.mounts.len(), 1);
+        assert_eq!(l.boot_mode, BootMode::Uefi);
+    }
+
+    #[test]
+    fn from_outputs_missing_tool_output_is_error() {
+        let mut o = live_outputs();
+        o.dumpe2fs.clear();
+        let e = from_outputs(&o).unwrap_err().to_string();
+        assert_eq!(e, "no dumpe2fs -h output for /dev/sda1");
+    }
+
+    #[test]
+    fn disks_from_lsblk_identity_only() {
+        let d = disks_from_lsblk(&live_outputs().lsblk).unwrap();
+        let devs: Vec<&str> = d.iter().map(|d| d.device.as_str()).collect();
+        // The USB disk stays a possible target; loop and CD do not.
+        assert_eq!(devs, ["/dev/sda", "/dev/sdb"]);
+        assert_eq!(d[0].serial, "S1");
+        assert!(d.iter().all(|d| d.table.is_none()));
+        let n =
+            disks_from_lsblk(include_str!("../../tests/fixtures/layout/nvme/lsblk.json")).unwrap();
+        assert_eq!(n[0].device, "/dev/nvme0n1");
+        assert_eq!(n[0].size, 1 << 30);
+    }
+
+    #[test]
+    fn file_key_and_ls_by_id() {
+        assert_eq!(file_key("/dev/mapper/vg0-root"), "mapper_vg0-root");
+        assert_eq!(file_key("/dev/md/root"), "md_root");
+        let m = parse_ls_by_id(
+            "total 0\nlrwxrwxrwx 1 root root 9 Jan 1 00:00 nvme-QEMU_NVMe_Ctrl_NVME0001 -> ../../nvme0n1\n",
+        );
+        assert_eq!(m["nvme-QEMU_NVMe_Ctrl_NVME0001"], "/dev/nvme0n1");
+    }
+
+    /// Runs the real tools on this machine (root; `--ignored`): capture must succeed on
+    /// whatever storage the machine has.
+    #[test]
+    #[ignore = "runs lsblk, blkid, findmnt, … on the host"]
+    fn root_capture_host() {
+        let l = capture(&Sysroot::host()).unwrap();
+        eprintln!("{}", super::super::show::tree(&l));
+        assert_eq!(l.version, LAYOUT_VERSION);
     }
 }
