@@ -937,6 +937,21 @@ mod tests {
     }
 
     #[test]
+    fn docs_show_the_current_golden_example() {
+        let doc = include_str!("../../docs/layout.md");
+        let golden = include_str!("../../tests/fixtures/layout/raid1-lvm-xfs/layout.json");
+        assert!(
+            doc.contains(golden),
+            "docs/layout.md: copy tests/fixtures/layout/raid1-lvm-xfs/layout.json into the example"
+        );
+        let tree = super::super::show::tree(&from_outputs(&fixture("raid1-lvm-xfs")).unwrap());
+        assert!(
+            doc.contains(&tree),
+            "docs/layout.md: update the tree example:\n{tree}"
+        );
+    }
+
+    #[test]
     fn from_outputs_mbr() {
         golden(
             "mbr",
