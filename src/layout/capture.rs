@@ -100,6 +100,9 @@ pub struct Outputs {
     pub dumpe2fs: BTreeMap<String, String>,
     /// `xfs_info DEV` per XFS file system.
     pub xfs_info: BTreeMap<String, String>,
+    /// `blkid -p -o export DEV` per FAT file system (the low-level probe that reports
+    /// `VERSION=FAT32`).
+    pub blkid_probe: BTreeMap<String, String>,
     /// `btrfs subvolume list MNT` per btrfs device (as findmnt shows it).
     pub btrfs_subvolumes: BTreeMap<String, String>,
     /// `btrfs subvolume get-default MNT` per btrfs device.
@@ -168,7 +171,7 @@ impl Outputs {
         for dev in devices {
             let k = file_key(&dev);
             let name = dev.strip_prefix("/dev/").unwrap_or(&dev);
-            let slots: [(&mut BTreeMap<String, String>, String); 10] = [
+            let slots: [(&mut BTreeMap<String, String>, String); 11] = [
                 (&mut o.sfdisk, format!("sfdisk.{k}.json")),
                 (&mut o.sysblock, format!("sysblock.{name}.txt")),
                 (&mut o.mdadm_export, format!("mdadm-export.{k}.txt")),
@@ -176,6 +179,7 @@ impl Outputs {
                 (&mut o.luks_dump, format!("luksDump.{k}.txt")),
                 (&mut o.dumpe2fs, format!("dumpe2fs.{k}.txt")),
                 (&mut o.xfs_info, format!("xfs_info.{k}.txt")),
+                (&mut o.blkid_probe, format!("blkid-p.{k}.txt")),
                 (
                     &mut o.btrfs_subvolumes,
                     format!("btrfs-subvolume-list.{k}.txt"),
@@ -709,7 +713,17 @@ fn fs_options(
         }
         FsType::Vfat => {
             // blkid prints VERSION only when probing low-level (-p); lsblk has it from udev.
-            let version = tags.get("VERSION").map(String::as_str).unwrap_or(fsver);
+            let probed = match out.blkid_probe.get(dev) {
+                Some(text) => blkid::parse(text)?
+                    .into_values()
+                    .next()
+                    .and_then(|mut t| t.remove("VERSION")),
+                None => None,
+            };
+            let version = probed
+                .as_deref()
+                .or(tags.get("VERSION").map(String::as_str))
+                .unwrap_or(fsver);
             o.fat_size = match version {
                 "FAT32" => Some(32),
                 "FAT16" => Some(16),
@@ -880,6 +894,10 @@ pub fn collect(sys: &Sysroot) -> Result<Outputs, Error> {
             Some("xfs") => {
                 let s = tool("xfs_info", &[dev], "xfsprogs")?;
                 o.xfs_info.insert(dev.clone(), s);
+            }
+            Some("vfat") => {
+                let s = tool("blkid", &["-p", "-o", "export", dev], "util-linux")?;
+                o.blkid_probe.insert(dev.clone(), s);
             }
             _ => {}
         }
