@@ -447,7 +447,9 @@ pub struct Mount {
     /// Mount options as the host had them.
     #[serde(default)]
     pub options: String,
-    /// btrfs: the subvolume mounted (`@home`); empty for the default.
+    /// btrfs: the subvolume mounted (`@home`), always named, even when it is the default;
+    /// empty for the top level when the top level is the default, `/` for the top level
+    /// when another subvolume is the default (mount it with `subvol=/`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subvolume: String,
 }
