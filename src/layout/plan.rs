@@ -17,6 +17,7 @@ use super::model::{
     Disk, Filesystem, FsType, Layout, Luks, MdArray, PartFlag, Partition, PartitionTable, Swap,
     TableKind,
 };
+use super::show::{human, lv_path as lv_mapper_path};
 
 /// Where `layout apply` mounts the recreated tree.
 pub const MOUNT_ROOT: &str = "/mnt/local";
@@ -305,15 +306,6 @@ pub fn partition_path(disk: &str, number: u32) -> String {
     } else {
         format!("{disk}{number}")
     }
-}
-
-/// The `/dev/mapper` path of an LV: dashes in names are doubled, as device-mapper does.
-pub fn lv_mapper_path(vg: &str, lv: &str) -> String {
-    format!(
-        "/dev/mapper/{}-{}",
-        vg.replace('-', "--"),
-        lv.replace('-', "--")
-    )
 }
 
 /// Makes the plan. `resize` says what to do with extra space.
@@ -852,22 +844,6 @@ pub fn describe(d: &Disk) -> String {
     format!("{} ({})", d.device, parts.join(", "))
 }
 
-/// Bytes in binary units with one decimal (`1.5 GiB`).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 impl Plan {
     /// The plan for people: disk matches, then numbered steps.
     pub fn render(&self) -> String {
@@ -1146,7 +1122,7 @@ mod tests {
               /dev/sda (1.0 GiB) -> /dev/sda (1.0 GiB), matched by serial
             Steps:
                1. wipe all signatures on /dev/sda
-               2. GPT partition table on /dev/sda: 1 64.0 MiB EFI System; 2 128.0 MiB Linux swap; 3 831.0 MiB Linux filesystem
+               2. GPT partition table on /dev/sda: 1 64 MiB EFI System; 2 128 MiB Linux swap; 3 831 MiB Linux filesystem
                3. vfat on /dev/sda1 (UUID ABCD-1234)
                4. ext4 on /dev/sda3 (UUID aaaaaaaa-0000-4000-8000-000000000003)
                5. swap on /dev/sda2 (UUID bbbbbbbb-0000-4000-8000-000000000002)
@@ -1479,13 +1455,9 @@ mod tests {
     }
 
     #[test]
-    fn partition_path_and_mapper_names() {
+    fn partition_path_names() {
         assert_eq!(partition_path("/dev/sda", 2), "/dev/sda2");
         assert_eq!(partition_path("/dev/nvme0n1", 2), "/dev/nvme0n1p2");
         assert_eq!(partition_path("/dev/mmcblk0", 1), "/dev/mmcblk0p1");
-        assert_eq!(
-            lv_mapper_path("vg-data", "my-root"),
-            "/dev/mapper/vg--data-my--root"
-        );
     }
 }

@@ -11,7 +11,7 @@
 //! `DM_DISABLE_UDEV=1` and create their device nodes themselves; the kernel's devtmpfs makes
 //! partition and md nodes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use crate::exec;
 use crate::layout::model::{Disk, FsType, LvKind, TableKind};
 use crate::layout::plan::{Action, MOUNT_ROOT, Plan, Step, TargetDisk};
-use crate::sysroot::Sysroot;
 
 /// Where the commands and their output are logged.
 pub const LOG: &str = "/var/log/rear/recover.log";
@@ -489,116 +488,50 @@ fn written_disks(step: &Step) -> Vec<&str> {
     }
 }
 
-/// The disks of this machine from `/sys/block`: whole disks only (no loop, RAM, optical,
-/// device-mapper or md devices), with their identity. A disk is unavailable when one of its
-/// partitions is mounted or used as swap (the backup medium, the USB stick the rescue
-/// system runs from) or when it carries the rescue media's labels.
-pub fn probe_disks(sys: &Sysroot, labels: &[(String, String)]) -> Vec<TargetDisk> {
-    let read = |p: PathBuf| {
-        sys.read_to_string(&p)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let mounts = read(PathBuf::from("/proc/self/mounts"));
-    let swaps = read(PathBuf::from("/proc/swaps"));
+/// Whether `dev` is `disk` or one of its partitions (`/dev/vda2`, `/dev/nvme0n1p2`).
+fn on_disk(dev: &str, disk: &str) -> bool {
+    dev.strip_prefix(disk).is_some_and(|rest| {
+        let digits = rest.strip_prefix('p').unwrap_or(rest);
+        rest.is_empty() || (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+/// The target machine's disks (from [`crate::layout::capture::disks_from_lsblk`]) with the
+/// ones that must not be touched marked: a disk is unavailable when it or one of its
+/// partitions is mounted or used as swap (`mounts`, `swaps`: `/proc/self/mounts` and
+/// `/proc/swaps`; the backup disk, the USB stick the rescue system runs from), or when it
+/// carries a label of the rescue media (`REAR-*`, from `blkid`).
+pub fn target_disks(
+    disks: Vec<Disk>,
+    mounts: &str,
+    swaps: &str,
+    blkid: &BTreeMap<String, crate::layout::parse::blkid::Tags>,
+) -> Vec<TargetDisk> {
     let used: BTreeSet<&str> = mounts
         .lines()
         .chain(swaps.lines())
         .filter_map(|l| l.split_whitespace().next())
         .filter(|d| d.starts_with("/dev/"))
         .collect();
-    let mut out = Vec::new();
-    let Ok(entries) = sys.read_dir(Path::new("/sys/block")) else {
-        return out;
-    };
-    for path in entries {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        if ["loop", "ram", "sr", "dm-", "md", "zram", "fd", "nbd"]
-            .iter()
-            .any(|p| name.starts_with(p))
-        {
-            continue;
-        }
-        let sys_dir = PathBuf::from("/sys/block").join(&name);
-        let sectors: u64 = read(sys_dir.join("size")).parse().unwrap_or(0);
-        if sectors == 0 {
-            continue;
-        }
-        let logical: u32 = read(sys_dir.join("queue/logical_block_size"))
-            .parse()
-            .unwrap_or(512);
-        let device = format!("/dev/{name}");
-        let parts: Vec<String> = sys
-            .read_dir(&sys_dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
-            .filter(|n| n.starts_with(&name))
-            .map(|n| format!("/dev/{n}"))
-            .collect();
-        let mut unavailable = None;
-        for d in std::iter::once(&device).chain(&parts) {
-            if used.contains(d.as_str()) {
-                unavailable = Some(format!("{d} is in use (mounted or swap)"));
-            }
-            if let Some((_, label)) = labels
-                .iter()
-                .find(|(dev, l)| dev == d && l.starts_with("REAR-"))
-            {
-                unavailable = Some(format!("{d} is rescue media (label {label})"));
-            }
-        }
-        let transport = if name.starts_with("nvme") {
-            "nvme"
-        } else if name.starts_with("vd") {
-            "virtio"
-        } else {
-            ""
-        };
-        out.push(TargetDisk {
-            disk: Disk {
-                device,
-                // /sys/block/*/size counts 512-byte units whatever the sector size.
-                size: sectors * 512,
-                logical_sector_size: logical,
-                physical_sector_size: read(sys_dir.join("queue/physical_block_size"))
-                    .parse()
-                    .unwrap_or(logical),
-                model: read(sys_dir.join("device/model")),
-                serial: read(sys_dir.join("device/serial")),
-                wwn: read(sys_dir.join("device/wwid")),
-                by_id: Vec::new(),
-                transport: transport.to_string(),
-                table: None,
-            },
-            unavailable,
-        });
-    }
-    out.sort_by(|a, b| a.disk.device.cmp(&b.disk.device));
-    out
-}
-
-/// `DEVNAME`/`LABEL` pairs from `blkid -o export` output.
-pub fn labels_from_blkid(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let get = |k: &str| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-                .map(str::to_string)
-        };
-        if let (Some(dev), Some(label)) = (get("DEVNAME"), get("LABEL")) {
-            out.push((dev, label));
-        }
-    }
-    out
+    disks
+        .into_iter()
+        .map(|disk| {
+            let in_use = used.iter().find(|d| on_disk(d, &disk.device));
+            let media = blkid.iter().find(|(dev, tags)| {
+                on_disk(dev, &disk.device)
+                    && tags.get("LABEL").is_some_and(|l| l.starts_with("REAR-"))
+            });
+            let unavailable = match (in_use, media) {
+                (Some(d), _) => Some(format!("{d} is in use (mounted or swap)")),
+                (None, Some((d, tags))) => Some(format!(
+                    "{d} is rescue media (label {})",
+                    tags.get("LABEL").map(String::as_str).unwrap_or_default()
+                )),
+                (None, None) => None,
+            };
+            TargetDisk { disk, unavailable }
+        })
+        .collect()
 }
 
 /// Completed steps, kept between runs of `layout apply`.
@@ -793,6 +726,12 @@ pub enum PlanError {
     /// The plan cannot be made.
     #[error(transparent)]
     Plan(#[from] crate::layout::plan::Error),
+    /// The disks of this machine could not be listed.
+    #[error("listing the disks: {0}")]
+    Probe(exec::Error),
+    /// lsblk's output could not be read.
+    #[error(transparent)]
+    Lsblk(#[from] crate::layout::capture::Error),
 }
 
 /// Reads the layout and mapping files, looks at this machine's disks and makes the plan.
@@ -819,14 +758,27 @@ pub fn plan_here(
             });
         }
     };
-    // Labels tell the rescue media apart; without blkid nothing is excluded by label.
-    let labels = exec::run(
+    let lsblk = exec::run(
+        Command::new("lsblk").args(["-J", "-b", "-O"]),
+        Some("util-linux"),
+    )
+    .map_err(PlanError::Probe)?;
+    let disks = crate::layout::capture::disks_from_lsblk(&String::from_utf8_lossy(&lsblk.stdout))?;
+    // Labels tell the rescue media apart; blkid exits 2 when it finds nothing.
+    let blkid = exec::run(
         Command::new("blkid").args(["-c", "/dev/null", "-o", "export"]),
         Some("util-linux"),
     )
-    .map(|o| labels_from_blkid(&String::from_utf8_lossy(&o.stdout)))
+    .ok()
+    .and_then(|o| crate::layout::parse::blkid::parse(&String::from_utf8_lossy(&o.stdout)).ok())
     .unwrap_or_default();
-    let disks = probe_disks(&Sysroot::host(), &labels);
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let disks = target_disks(
+        disks,
+        &read("/proc/self/mounts"),
+        &read("/proc/swaps"),
+        &blkid,
+    );
     let plan = crate::layout::plan::plan(&saved, &disks, &mappings, resize)?;
     Ok((saved, plan))
 }
@@ -1226,11 +1178,42 @@ mod tests {
     }
 
     #[test]
-    fn labels_from_blkid_pairs() {
-        let t = "DEVNAME=/dev/sr0\nLABEL=REAR-ISO\nTYPE=iso9660\n\nDEVNAME=/dev/vda1\nTYPE=ext4\n";
-        assert_eq!(
-            labels_from_blkid(t),
-            [("/dev/sr0".to_string(), "REAR-ISO".to_string())]
+    fn target_disks_marks_mounted_swap_and_media_disks() {
+        let disk = |d: &str| Disk {
+            device: d.into(),
+            size: 1 << 30,
+            ..Disk::default()
+        };
+        let blkid = crate::layout::parse::blkid::parse(
+            "DEVNAME=/dev/sdc1\nLABEL=REAR-DATA\nTYPE=ext4\n\nDEVNAME=/dev/vda1\nTYPE=ext4\n",
+        )
+        .unwrap();
+        let t = target_disks(
+            vec![
+                disk("/dev/vda"),
+                disk("/dev/vdb"),
+                disk("/dev/sdc"),
+                disk("/dev/nvme0n1"),
+                disk("/dev/vd"),
+            ],
+            "/dev/vdb /backup ext4 rw 0 0\nproc /proc proc rw 0 0\n",
+            "Filename Type Size Used Priority\n/dev/nvme0n1p3 partition 1 0 -2\n",
+            &blkid,
         );
+        let why: Vec<Option<&str>> = t.iter().map(|t| t.unavailable.as_deref()).collect();
+        assert_eq!(
+            why,
+            [
+                None,
+                Some("/dev/vdb is in use (mounted or swap)"),
+                Some("/dev/sdc1 is rescue media (label REAR-DATA)"),
+                Some("/dev/nvme0n1p3 is in use (mounted or swap)"),
+                None,
+            ]
+        );
+        assert!(!on_disk("/dev/vda1", "/dev/vd"));
+        assert!(on_disk("/dev/vd1", "/dev/vd"));
+        assert!(on_disk("/dev/nvme0n1p3", "/dev/nvme0n1"));
+        assert!(!on_disk("/dev/nvme0n10", "/dev/nvme0n1p"));
     }
 }
