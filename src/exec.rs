@@ -86,27 +86,38 @@ pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
     Ok(out)
 }
 
-/// Like [`run`], with `input` written to the program's stdin (a partition script, an
-/// answer to a question).
+/// Runs `cmd` like [`run`], writing `input` to its stdin (then closing it).
+///
+/// The input is written from another thread, so a program that answers before it has read
+/// everything cannot deadlock on a full pipe.
 pub fn run_with_input(
     cmd: &mut Command,
     input: &[u8],
     package: Option<&str>,
 ) -> Result<Output, Error> {
-    use std::io::Write;
+    use std::io::Write as _;
     let argv = argv_string(cmd);
-    log::debug!("run: {argv}");
+    log::debug!("run: {argv} (with {} bytes on stdin)", input.len());
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| spawn_error(cmd, argv.clone(), package, error))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A program that exits without reading all of it gives EPIPE; its status says more.
-        let _ = stdin.write_all(input);
-    }
-    let out = child.wait_with_output().map_err(|error| Error::Spawn {
+    let stdin = child.stdin.take();
+    let out = std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            // A program that exits without reading all of it gets EPIPE here; its exit status
+            // below says what went wrong, so the write error itself is not reported.
+            if let Some(mut w) = stdin {
+                let _ = w.write_all(input);
+            }
+        });
+        let out = child.wait_with_output();
+        let _ = writer.join();
+        out
+    })
+    .map_err(|error| Error::Spawn {
         argv: argv.clone(),
         error,
     })?;
@@ -168,15 +179,23 @@ mod tests {
 
     #[test]
     fn run_with_input_feeds_stdin() {
-        let out = run_with_input(Command::new("tr").args(["a-z", "A-Z"]), b"abc", None).unwrap();
-        assert_eq!(out.stdout, b"ABC");
+        let out = run_with_input(
+            Command::new("sh").args(["-c", "tr a-z A-Z"]),
+            b"mail\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(out.stdout, b"MAIL\n");
         let e = run_with_input(
-            Command::new("sh").args(["-c", "cat >&2; exit 1"]),
-            b"said",
+            Command::new("sh").args(["-c", "cat >/dev/null; echo no >&2; exit 75"]),
+            b"x",
             None,
         )
         .unwrap_err();
-        assert!(e.to_string().ends_with(": said"), "{e}");
+        assert!(
+            e.to_string().ends_with("failed (exit status: 75): no"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use rear::archive::Compression;
 use rear::build::{self, Options, OutputKind};
+use rear::config::Config;
 use rear::inventory::KernelSpec;
 use rear::resolve::kmod::Selection;
 
@@ -144,6 +145,9 @@ struct BuildArgs {
     /// The disk layout to store in the image (a file from `layout save`), or `none`.
     #[arg(long, value_name = "FILE|none", default_value = "none")]
     layout: String,
+    /// The configuration file (its [server] section says where reports go).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     rescue: rear::restore::rescue::RescueArgs,
 }
@@ -188,6 +192,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     let (usb_device, yes) = (args.usb_device.clone(), args.yes);
+    let config = match &args.config {
+        Some(p) => Config::load(p, true)?,
+        None => Config::load(Path::new(rear::config::DEFAULT_PATH), false)?,
+    };
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -222,6 +230,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    if let Some(server) = &config.server {
+        send_report(server, &opts.root, &result);
+    }
     let report = result?;
     for a in &report.artefacts {
         println!(
@@ -239,6 +250,44 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         write_usb_device(&report, device, yes)?;
     }
     Ok(())
+}
+
+/// Sends the report of this build, ok or failed, to the server of `[server]`. Never fails
+/// the build: the sender warns about what it could not do.
+fn send_report(
+    server: &rear::config::Server,
+    root: &Path,
+    result: &Result<build::Report, build::Error>,
+) {
+    let sys = match rear::sysroot::Sysroot::new(root) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("no report sent to {}: {e}", server.target);
+            return;
+        }
+    };
+    let (report, media) = match result {
+        Ok(r) => (
+            rear::report::Report::from_build(&sys, r, &server.tags),
+            r.artefacts
+                .iter()
+                .map(|a| (a.path.clone(), a.sha256.clone()))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => (
+            rear::report::Report::from_failure(&sys, &format!("{e:#}"), &server.tags),
+            Vec::new(),
+        ),
+    };
+    let d = rear::send::deliver(server, &report, &media);
+    if d.sent > 0 {
+        log::info!(
+            "{} report{} sent to {}",
+            d.sent,
+            if d.sent == 1 { "" } else { "s" },
+            server.target
+        );
+    }
 }
 
 /// Writes the build's USB image to a stick after showing what the stick is and asking.

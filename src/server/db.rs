@@ -41,7 +41,10 @@ pub enum Error {
 }
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_mail.sql")),
+];
 
 /// The database.
 #[derive(Debug)]
@@ -555,6 +558,67 @@ pub fn delete_session(conn: &Connection, id_sha256: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets the mail key of `host` (which exists), replacing an old one.
+pub fn set_mail_key(conn: &Connection, host: &str, mail_key: &str) -> Result<(), Error> {
+    conn.execute(
+        "INSERT INTO host_mail_keys (host, mail_key) VALUES (?1, ?2) \
+         ON CONFLICT (host) DO UPDATE SET mail_key = excluded.mail_key",
+        params![host, mail_key],
+    )?;
+    Ok(())
+}
+
+/// Removes the mail key of `host` (its token was revoked).
+pub fn delete_mail_key(conn: &Connection, host: &str) -> Result<(), Error> {
+    conn.execute("DELETE FROM host_mail_keys WHERE host = ?1", [host])?;
+    Ok(())
+}
+
+/// The mail key of `host`, if it has a token made since mail ingest exists.
+pub fn mail_key(conn: &Connection, host: &str) -> Result<Option<String>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT k.mail_key FROM host_mail_keys k JOIN hosts h ON h.name = k.host \
+             WHERE k.host = ?1 AND h.token_sha256 IS NOT NULL",
+            [host],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Whether a mailed report with this nonce was accepted before.
+pub fn nonce_seen(conn: &Connection, nonce: &str) -> Result<bool, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM mail_nonces WHERE nonce = ?1",
+            [nonce],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Records the nonce of an accepted mailed report and forgets those sent before
+/// `forget_before`; returns false when the nonce was recorded already.
+pub fn record_nonce(
+    conn: &Connection,
+    nonce: &str,
+    host: &str,
+    sent: u64,
+    received: u64,
+    forget_before: u64,
+) -> Result<bool, Error> {
+    conn.execute(
+        "DELETE FROM mail_nonces WHERE sent < ?1",
+        [i(forget_before)],
+    )?;
+    Ok(conn.execute(
+        "INSERT INTO mail_nonces (nonce, host, sent, received) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (nonce) DO NOTHING",
+        params![nonce, host, i(sent), i(received)],
+    )? == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +654,7 @@ mod tests {
         let n: i64 = db
             .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?))
             .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -647,6 +711,44 @@ mod tests {
         );
         assert!(db.with(|c| revoke_token(c, "new")).unwrap());
         assert!(db.with(|c| enroll(c, "new", "b", 1)).unwrap());
+    }
+
+    #[test]
+    fn mail_key_needs_a_live_token() {
+        let db = Db::memory().unwrap();
+        db.with(|c| set_token(c, "h1", "t", 1)).unwrap();
+        db.with(|c| set_mail_key(c, "h1", "k1")).unwrap();
+        db.with(|c| set_mail_key(c, "h1", "k2")).unwrap();
+        assert_eq!(
+            db.with(|c| mail_key(c, "h1")).unwrap().as_deref(),
+            Some("k2")
+        );
+        db.with(|c| revoke_token(c, "h1")).unwrap();
+        assert_eq!(db.with(|c| mail_key(c, "h1")).unwrap(), None);
+        assert_eq!(db.with(|c| mail_key(c, "nope")).unwrap(), None);
+    }
+
+    #[test]
+    fn record_nonce_once_and_forgets_old() {
+        let db = Db::memory().unwrap();
+        assert!(!db.with(|c| nonce_seen(c, "n1")).unwrap());
+        assert!(
+            db.with(|c| record_nonce(c, "n1", "h", 100, 100, 0))
+                .unwrap()
+        );
+        assert!(db.with(|c| nonce_seen(c, "n1")).unwrap());
+        assert!(
+            !db.with(|c| record_nonce(c, "n1", "h", 100, 101, 0))
+                .unwrap()
+        );
+        assert!(
+            db.with(|c| record_nonce(c, "n2", "h", 300, 300, 200))
+                .unwrap()
+        );
+        assert!(
+            !db.with(|c| nonce_seen(c, "n1")).unwrap(),
+            "older than the window"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod gui;
+pub mod mail;
 pub mod pages;
+pub mod smtp;
 pub mod status;
 pub mod store;
 
@@ -125,8 +127,9 @@ pub fn router(app: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM. Prints `listening on ADDR` on stdout once bound (with the
-/// real port when the configuration says port 0).
-pub async fn serve(config: Config) -> Result<(), Error> {
+/// real port when the configuration says port 0), then with `smtp` also
+/// `smtp listening on ADDR` for the SMTP receiver ([`smtp`]).
+pub async fn serve(config: Config, smtp: Option<SocketAddr>) -> Result<(), Error> {
     let addr = config.listen;
     let app = Arc::new(state(config)?);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -135,12 +138,32 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let bound = listener
         .local_addr()
         .map_err(|error| Error::Listen { addr, error })?;
+    let smtp_listener = match smtp {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| Error::Listen { addr, error })?;
+            let a = l
+                .local_addr()
+                .map_err(|error| Error::Listen { addr, error })?;
+            Some((l, a))
+        }
+        None => None,
+    };
     println!("listening on {bound}");
+    if let Some((_, a)) = &smtp_listener {
+        println!("smtp listening on {a}");
+    }
     {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     }
     log::info!("rear-server listening on {bound}");
+    // The SMTP task ends with the runtime when the HTTP server has shut down.
+    if let Some((l, a)) = smtp_listener {
+        log::info!("rear-server accepting mail by SMTP on {a}");
+        tokio::spawn(smtp::serve(l, Arc::clone(&app)));
+    }
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
@@ -148,6 +171,17 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     .with_graceful_shutdown(shutdown())
     .await
     .map_err(|error| Error::Listen { addr: bound, error })
+}
+
+/// `rear-server ingest-mail`: checks and stores the report in one message (read by the
+/// caller from stdin).
+pub fn ingest_mail(config: &Config, raw: &[u8]) -> Result<mail::Accepted, mail::Refusal> {
+    let db = open_db(config).map_err(|e| mail::Refusal::Unavailable(e.to_string()))?;
+    let result = db
+        .with(|c| Ok(mail::ingest(c, config, raw, now())))
+        .unwrap_or_else(|e| Err(e.into()));
+    mail::log_outcome("ingest-mail", &result);
+    result
 }
 
 async fn shutdown() {
@@ -178,14 +212,28 @@ pub fn token_add(config: &Config, host: &str) -> Result<String, Error> {
     let db = open_db(config)?;
     let token = auth::new_token()?;
     let sha = auth::token_hash(&token);
-    db.with(|c| db::set_token(c, host, &sha, now()))?;
+    let mail_key = crate::mail::mail_key_hex(&token);
+    db.with(|c| {
+        let tx = c.transaction()?;
+        db::set_token(&tx, host, &sha, now())?;
+        db::set_mail_key(&tx, host, &mail_key)?;
+        tx.commit()?;
+        Ok(())
+    })?;
     Ok(token)
 }
 
 /// `rear-server token revoke HOST`: the host's token stops working; its reports stay.
 pub fn token_revoke(config: &Config, host: &str) -> Result<(), Error> {
     let db = open_db(config)?;
-    if db.with(|c| db::revoke_token(c, host))? {
+    let known = db.with(|c| {
+        let tx = c.transaction()?;
+        let known = db::revoke_token(&tx, host)?;
+        db::delete_mail_key(&tx, host)?;
+        tx.commit()?;
+        Ok(known)
+    })?;
+    if known {
         Ok(())
     } else {
         Err(Error::UnknownHost(host.to_string()))

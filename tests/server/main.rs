@@ -10,6 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+#[path = "../../src/testutil/elf.rs"]
+mod elf_util;
+mod mail;
+mod mkimage;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
 const ENROLL: &str = "enroll-0123456789abcdef";
 const METRICS: &str = "metrics-0123456789abcdef";
@@ -47,6 +52,16 @@ impl Server {
 
     /// A server whose configuration has `extra` appended.
     fn with(extra: &str) -> Server {
+        Server::spawn(extra, false).0
+    }
+
+    /// A server that also listens for SMTP; returns it and the SMTP address.
+    fn with_smtp(extra: &str) -> (Server, String) {
+        let (s, smtp) = Server::spawn(extra, true);
+        (s, smtp.unwrap())
+    }
+
+    fn spawn(extra: &str, smtp: bool) -> (Server, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -67,29 +82,61 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(&config).arg("serve");
+        if smtp {
+            cmd.args(["--smtp", "127.0.0.1:0"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
+        let smtp_addr = smtp.then(|| {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            l.trim()
+                .strip_prefix("smtp listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {l:?}"))
+                .to_string()
+        });
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            config,
-            _dir: dir,
-        }
+        (
+            Server {
+                child,
+                base: format!("http://{addr}"),
+                config,
+                _dir: dir,
+            },
+            smtp_addr,
+        )
+    }
+
+    /// The number of stored reports, from `/metrics`.
+    fn report_count(&self) -> u64 {
+        let mut r = agent()
+            .get(&self.url("/metrics"))
+            .header("Authorization", &format!("Bearer {METRICS}"))
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("rear_reports "))
+            .unwrap_or_else(|| panic!("no rear_reports in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// `GET /api/v1/hosts` as admin.
+    fn hosts(&self) -> Value {
+        let cookie = self.login();
+        let (code, body, _) = self.get("/api/v1/hosts", Some(&cookie));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     fn url(&self, path: &str) -> String {
