@@ -298,6 +298,7 @@ fn rows(app: &AppState, hosts: Vec<db::HostRow>) -> Vec<Row> {
 pub fn sort_rows(rows: &mut [Row], column: &str, descending: bool) {
     rows.sort_by(|a, b| {
         let o = match column {
+            "host" => a.host.name.cmp(&b.host.name),
             "domain" => a.host.domain.cmp(&b.host.domain),
             "status" => a.status.cmp(&b.status),
             // Never built sorts as oldest.
@@ -648,5 +649,9 @@ mod tests {
         assert_eq!(names, ["c", "b", "a"]);
         sort_rows(&mut r, "age", true);
         assert_eq!(r[0].host.name, "a");
+        // The host column itself, not only as the tie-breaker, turns round.
+        sort_rows(&mut r, "host", true);
+        let names: Vec<_> = r.iter().map(|r| r.host.name.as_str()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
     }
 }

@@ -54,6 +54,7 @@ th{background:#f3f3f3}td.num{text-align:right}code{font-size:12px}\
 .err{color:#a00}.muted{color:#777}nav.pages{margin:.5em 0}\
 ul.tree,ul.tree ul{list-style:none;margin:0;padding-left:1.2em}ul.tree{padding-left:0}\
 ul.tree ul{border-left:1px solid #ccc}ul.tree li{padding:.1em 0}\
+form.login label{display:flex;width:20em;justify-content:space-between;align-items:center}\
 td.before{background:#fdecec}td.after{background:#e9f7e9}form.compare{margin:.5em 0}";
 
 /// Percent-encodes `s` for a URL query value or path segment (RFC 3986 unreserved kept).
@@ -142,7 +143,7 @@ pub fn login(csrf: &str, next: &str, error: Option<&str>) -> Markup {
         None,
         html! {
             @if let Some(e) = error { p.err { (e) } }
-            form method="post" action="/login" {
+            form.login method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="next" value=(next);
                 p { label { "User " input type="text" name="user" autocomplete="username" required; } }
@@ -432,7 +433,7 @@ fn changes(host: &str, history: &[ReportRow], c: Option<&Compare<'_>>) -> Markup
                         p {
                             "From the report of " (fmt_time(old.created))
                             " to the report of " (fmt_time(new.created)) ": "
-                            @if list.is_empty() { "no changes." } @else { (list.len()) " changes." }
+                            @match list.len() { 0 => "no changes.", 1 => "1 change.", n => { (n) " changes." } }
                         }
                         @if !list.is_empty() {
                             table.diff {
@@ -441,7 +442,8 @@ fn changes(host: &str, history: &[ReportRow], c: Option<&Compare<'_>>) -> Markup
                                     @for ch in &list {
                                         tr {
                                             td { (ch.area.word()) }
-                                            td { (ch.item) }
+                                            // A one-item area (Kernel, OS) needs no item name.
+                                            td { @if ch.item != ch.area.word() { (ch.item) } }
                                             @match &ch.before { Some(b) => td.before { (b) }, None => td.muted { "(none)" } }
                                             @match &ch.after { Some(a) => td.after { (a) }, None => td.muted { "(removed)" } }
                                         }
@@ -474,23 +476,25 @@ pub fn host(viewer: &Viewer, v: &HostView<'_>) -> Markup {
         None,
         html! {
             table {
-                tr { th { "Status" } (status_cell(row.status)) td { (row.status.reason()) } }
-                tr { th { "Domain" } td colspan="2" { (h.domain) } }
-                tr { th { "OS" } td colspan="2" { (h.os) } }
-                tr { th { "Kernel" } td colspan="2" { (h.kernel) } }
-                tr { th { "Tags" } td colspan="2" { @for t in &h.tags { a href={ "/?tag=" (encode(t)) } { (t) } " " } } }
-                tr { th { "Last report" } td colspan="2" { @if let Some(t) = h.last_created { (fmt_time(t)) } } }
-                tr { th { "Media built" } td colspan="2" {
+                tr { th { "Status" } td {
+                    span class=(row.status.word()) { (row.status.word()) } " " span.muted { "(" (row.status.reason()) ")" }
+                } }
+                tr { th { "Domain" } td { (h.domain) } }
+                tr { th { "OS" } td { (h.os) } }
+                tr { th { "Kernel" } td { (h.kernel) } }
+                tr { th { "Tags" } td { @for t in &h.tags { a href={ "/?tag=" (encode(t)) } { (t) } " " } } }
+                tr { th { "Last report" } td { @if let Some(t) = h.last_created { (fmt_time(t)) } } }
+                tr { th { "Media built" } td {
                     @if let Some(t) = h.ok_created { (fmt_time(t)) } @else { span.muted { "never" } }
                 } }
                 @if let Some(r) = v.latest {
-                    tr { th { "Boot mode" } td colspan="2" { (format!("{:?}", r.boot_mode).to_uppercase()) } }
-                    tr { th { "Hardware" } td colspan="2" {
+                    tr { th { "Boot mode" } td { (format!("{:?}", r.boot_mode).to_uppercase()) } }
+                    tr { th { "Hardware" } td {
                         (r.hardware.vendor) " " (r.hardware.product)
                         @if !r.hardware.serial.is_empty() { ", serial " (r.hardware.serial) }
                         ", " (r.hardware.cpus) " × " (r.hardware.cpu_model) ", " (human(r.hardware.memory_bytes)) " RAM"
                     } }
-                    tr { th { "Tool version" } td colspan="2" { (r.tool_version) } }
+                    tr { th { "Tool version" } td { (r.tool_version) } }
                 }
             }
             h2 { "Media" }
