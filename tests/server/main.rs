@@ -2,6 +2,9 @@
 //! requests with a blocking client. Only the loopback address is ever used.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
+mod webdriver;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
