@@ -476,15 +476,13 @@ pub async fn host(
                 return Ok(None);
             };
             let history = db::reports_of(c, &h.name, 50)?;
-            let pair = match (q.from, q.to) {
+            // A side left out takes its default: from the second newest, to the newest.
+            let pair = match (
+                q.from.or_else(|| history.get(1).map(|r| r.id.clone())),
+                q.to.or_else(|| history.first().map(|r| r.id.clone())),
+            ) {
                 (Some(from), Some(to)) => Some((from, to)),
-                (None, None) if history.len() >= 2 => {
-                    Some((history[1].id.clone(), history[0].id.clone()))
-                }
-                // One side only: compare it with the latest.
-                (Some(from), None) => h.last_report.clone().map(|to| (from, to)),
-                (None, Some(to)) => history.get(1).map(|r| (r.id.clone(), to)),
-                (None, None) => None,
+                _ => None,
             };
             let mut ids: Vec<&str> = [h.last_report.as_deref(), h.ok_report.as_deref()]
                 .into_iter()

@@ -407,6 +407,10 @@ fn host_page_shows_tree_and_changes_between_reports() {
         )),
         "{html}"
     );
+    // One side only: the other takes its default (here: the newest).
+    let (_, html, _) = s.get(&format!("/host/web01?from={}", id(&first)), Some(&cookie));
+    assert!(html.contains("failed: disk full"), "{html}");
+    assert!(!html.contains("<td>sdb</td>"), "{html}");
     // Another host's report, or no report id at all, is not shown.
     for from in [id(&foreign), "../../etc".to_string(), "X".repeat(64)] {
         let (code, html, _) = s.get(
