@@ -455,11 +455,6 @@ pub struct HostQuery {
     pub to: Option<String>,
 }
 
-/// A report id as the database keys it: 64 lower-case hex digits.
-fn report_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// `GET /host/{name}?from=ID&to=ID`: one host with history, network, layout tree, media and
 /// what changed between two of its reports. Three queries whatever the history's length:
 /// the host, its history, and the bodies of the (at most four) reports shown.
@@ -488,7 +483,8 @@ pub async fn host(
                 .into_iter()
                 .flatten()
                 .chain(pair.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]))
-                .filter(|id| report_id(id))
+                // Report ids are SHA-256 hex like media names; anything else finds nothing.
+                .filter(|id| store::valid_name(id))
                 .collect();
             ids.sort_unstable();
             ids.dedup();
@@ -532,7 +528,6 @@ pub async fn host(
         from,
         to,
     });
-    let ok_report = h.ok_report.clone();
     let Some(row) = rows(&app, vec![h]).pop() else {
         return internal("host row vanished");
     };
@@ -541,7 +536,6 @@ pub async fn host(
         latest,
         media: &media,
         history: &history,
-        ok_report: ok_report.as_deref(),
         compare: compare.as_ref(),
     };
     Html(pages::host(&v, &view).into_string()).into_response()

@@ -345,8 +345,6 @@ pub struct HostView<'a> {
     pub media: &'a [(Artefact, bool)],
     /// Its newest reports, newest first.
     pub history: &'a [ReportRow],
-    /// Id of the report of the last successful build.
-    pub ok_report: Option<&'a str>,
     /// The two reports to compare; `None` when the host has fewer than two.
     pub compare: Option<&'a Compare<'a>>,
 }
@@ -420,7 +418,7 @@ fn changes(host: &str, history: &[ReportRow], c: Option<&Compare<'_>>) -> Markup
     html! {
         h2 id="changes" { "Changes" }
         @match c {
-            None => p.muted { "Only one report so far: nothing to compare." },
+            None => p.muted { "Fewer than two reports: nothing to compare." },
             Some(c) => {
                 form.compare method="get" action=(action) {
                     label { "From " select name="from" { (report_options(history, &c.from)) } }
@@ -541,7 +539,7 @@ pub fn host(viewer: &Viewer, v: &HostView<'_>) -> Markup {
                         tr {
                             td {
                                 (fmt_time(r.created))
-                                @if v.ok_report == Some(r.id.as_str()) { " " span.muted { "(media)" } }
+                                @if h.ok_report.as_deref() == Some(r.id.as_str()) { " " span.muted { "(media)" } }
                             }
                             td { (fmt_time(r.received)) }
                             (result_cell(r))
@@ -603,7 +601,6 @@ mod tests {
             latest: None,
             media: &[],
             history: &[],
-            ok_report: None,
             compare: None,
         };
         let html = host(&v, &view).into_string();
@@ -652,7 +649,6 @@ mod tests {
             latest: Some(&new),
             media: &[],
             history: &history,
-            ok_report: None,
             compare: Some(&compare),
         };
         let html = host(&v, &view).into_string();

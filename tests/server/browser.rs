@@ -191,7 +191,7 @@ fn browser_views_show_the_seeded_hosts() {
         "52:54:00:ab:cd:ef",
         "198.51.100.20/24",
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        "Only one report so far",
+        "nothing to compare",
         "Server <b>X</b>",
     ] {
         assert!(text.contains(want), "db01 page lacks {want}: {text}");

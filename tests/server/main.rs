@@ -414,7 +414,11 @@ fn host_page_shows_tree_and_changes_between_reports() {
     // Another host's report, or no report id at all, is not shown.
     for from in [id(&foreign), "../../etc".to_string(), "X".repeat(64)] {
         let (code, html, _) = s.get(
-            &format!("/host/web01?from={}&to={}", pages_encode(&from), id(&third)),
+            &format!(
+                "/host/web01?from={}&to={}",
+                rear::server::pages::encode(&from),
+                id(&third)
+            ),
             Some(&cookie),
         );
         assert_eq!(code, 200);
@@ -427,19 +431,6 @@ fn host_page_shows_tree_and_changes_between_reports() {
     // A host with one report has nothing to compare.
     let (_, html, _) = s.get("/host/db01", Some(&cookie));
     assert!(html.contains("nothing to compare"), "{html}");
-}
-
-/// Percent-encodes a query value (the test's own copy of the server's rule).
-fn pages_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[test]

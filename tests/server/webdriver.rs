@@ -247,14 +247,17 @@ impl Browser {
     /// the page needs.
     pub fn wait_for(&self, css: &str, timeout: Duration) -> Result<Element, Error> {
         let start = Instant::now();
+        let mut last = String::from("no match");
         loop {
             // A refreshing page may swap its document between two commands: "stale element"
             // and the like are a reason to look again, not a failure.
-            if let Ok(Some(e)) = self.find(css) {
-                return Ok(e);
+            match self.find(css) {
+                Ok(Some(e)) => return Ok(e),
+                Ok(None) => {}
+                Err(e) => last = e.to_string(),
             }
             if start.elapsed() > timeout {
-                return Err(Error::Timeout(timeout, css.to_string()));
+                return Err(Error::Timeout(timeout, format!("{css} (last: {last})")));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
