@@ -619,6 +619,30 @@ pub fn record_nonce(
     )? == 1)
 }
 
+/// The bodies of those reports in `ids` that belong to `host`, as (id, body), in one query:
+/// the host page needs up to four (latest, media build, the two compared) and must not cost a
+/// query each. An id of another host's report finds nothing.
+pub fn report_bodies(
+    conn: &Connection,
+    host: &str,
+    ids: &[&str],
+) -> Result<Vec<(String, String)>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (2..ids.len() + 2).map(|n| format!("?{n}")).collect();
+    let sql = format!(
+        "SELECT id, body FROM reports WHERE host = ?1 AND id IN ({})",
+        marks.join(", ")
+    );
+    let mut st = conn.prepare(&sql)?;
+    let params = std::iter::once(&host).chain(ids);
+    let rows = st.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

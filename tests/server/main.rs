@@ -2,6 +2,9 @@
 //! requests with a blocking client. Only the loopback address is ever used.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
+mod webdriver;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -394,6 +397,87 @@ fn gui_needs_login_and_lists_hosts() {
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["hosts"][0]["status"], json!("ok"));
+}
+
+#[test]
+fn host_page_shows_tree_and_changes_between_reports() {
+    let s = Server::start();
+    let t = s.token("web01");
+    let other = s.token("db01");
+    let (_, first) = s.post_report(&t, &report("web01", 120, None));
+    let mut v: Value = serde_json::from_str(&report("web01", 60, None)).unwrap();
+    v["kernel"] = json!("6.1.0-10-amd64");
+    v["layout"]["disks"].as_array_mut().unwrap().push(
+        json!({"name": "sdb", "size_bytes": 2000000000u64, "model": "Spare <b>", "serial": "SP1"}),
+    );
+    v["network"][0]["addresses"] = json!(["192.0.2.99/24"]);
+    let (_, second) = s.post_report(&t, &v.to_string());
+    let (_, third) = s.post_report(&t, &report("web01", 0, Some("disk full")));
+    let (_, foreign) = s.post_report(&other, &report("db01", 0, None));
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+    let cookie = s.login();
+
+    // Default: the last two reports (second -> third): the failure, and the kernel back.
+    let (code, html, _) = s.get("/host/web01", Some(&cookie));
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("<li>nvme0n1p1<ul><li><code>/boot/efi</code>"),
+        "{html}"
+    );
+    assert!(html.contains("failed: disk full"), "{html}");
+    assert!(html.contains("6.1.0-10-amd64"), "{html}");
+    assert!(
+        html.contains(&format!("option value=\"{}\" selected", id(&second))),
+        "{html}"
+    );
+    // Chosen by query: first -> second shows the kernel, the new disk and the new address.
+    let (code, html, _) = s.get(
+        &format!("/host/web01?from={}&to={}", id(&first), id(&second)),
+        Some(&cookie),
+    );
+    assert_eq!(code, 200);
+    for want in [
+        "<td class=\"before\">6.1.0-9-amd64</td><td class=\"after\">6.1.0-10-amd64</td>",
+        "<td>sdb</td><td class=\"muted\">(none)</td>",
+        "Spare &lt;b&gt;",
+        "192.0.2.99/24",
+    ] {
+        assert!(html.contains(want), "{want} not in {html}");
+    }
+    assert!(!html.contains("failed: disk full"), "{html}");
+    // The history links each report to its predecessor's diff.
+    assert!(
+        html.contains(&format!(
+            "?from={}&amp;to={}#changes",
+            id(&second),
+            id(&third)
+        )),
+        "{html}"
+    );
+    // One side only: the other takes its default (here: the newest).
+    let (_, html, _) = s.get(&format!("/host/web01?from={}", id(&first)), Some(&cookie));
+    assert!(html.contains("failed: disk full"), "{html}");
+    assert!(!html.contains("<td>sdb</td>"), "{html}");
+    // Another host's report, or no report id at all, is not shown.
+    for from in [id(&foreign), "../../etc".to_string(), "X".repeat(64)] {
+        let (code, html, _) = s.get(
+            &format!(
+                "/host/web01?from={}&to={}",
+                rear::server::pages::encode(&from),
+                id(&third)
+            ),
+            Some(&cookie),
+        );
+        assert_eq!(code, 200);
+        assert!(
+            html.contains("is not a report of this host"),
+            "{from}: {html}"
+        );
+        assert!(!html.contains("<table class=\"diff\">"), "{html}");
+    }
+    // A host with one report has nothing to compare.
+    let (_, html, _) = s.get("/host/db01", Some(&cookie));
+    assert!(html.contains("nothing to compare"), "{html}");
 }
 
 #[test]
