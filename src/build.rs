@@ -58,6 +58,9 @@ pub enum Error {
     /// The layout file is unreadable or invalid.
     #[error(transparent)]
     Layout(#[from] crate::layout::model::Error),
+    /// The layout of the running system could not be captured.
+    #[error("capturing the disk layout: {0}")]
+    Capture(#[from] crate::layout::capture::Error),
     /// The layout needs a tool the build host lacks.
     #[error(transparent)]
     LayoutTools(#[from] crate::layout::tools::Error),
@@ -136,6 +139,9 @@ pub struct Options {
 /// Where a build gets the disk layout it stores as `/etc/rear/layout.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayoutSource {
+    /// Captured from the running system (the default). Skipped with a warning when the
+    /// build uses `--root DIR` or does not run as root (the tools need to read the disks).
+    Capture,
     /// A layout file (`--layout FILE`), e.g. saved earlier or made for another machine.
     File(PathBuf),
     /// No layout (`--layout none`): the image is a plain rescue system.
@@ -144,6 +150,8 @@ pub enum LayoutSource {
 
 /// Where the image keeps the layout.
 pub const LAYOUT_IN_IMAGE: &str = "/etc/rear/layout.json";
+/// The copy of the image's layout in the output directory.
+pub const LAYOUT_OUTPUT: &str = "layout.json";
 
 /// The kinds of output one build writes, all from the same initrd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -308,6 +316,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         .iter()
         .map(|n| Recipe::load(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut layout_warning = None;
     let layout = match &opts.layout {
         LayoutSource::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| Error::LayoutRead {
@@ -318,6 +327,23 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             let layout = crate::layout::Layout::from_json(&text, &origin)?;
             recipes.push(crate::layout::tools::recipe(&sys, &layout, &origin)?);
             Some(layout)
+        }
+        LayoutSource::Capture if sys.is_host() && nix::unistd::geteuid().is_root() => {
+            let layout = crate::layout::capture::capture(&sys)?;
+            recipes.push(crate::layout::tools::recipe(
+                &sys,
+                &layout,
+                "of this system",
+            )?);
+            Some(layout)
+        }
+        LayoutSource::Capture => {
+            layout_warning = Some(if sys.is_host() {
+                "disk layout not captured: not running as root (the image cannot recreate the disks; run as root or pass --layout FILE)"
+            } else {
+                "disk layout not captured: --root builds cannot see the disks (pass --layout FILE)"
+            });
+            None
         }
         LayoutSource::None => None,
     };
@@ -344,6 +370,9 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
     let report_firmware = closure.count(Role::Firmware);
     add_rescue_skeleton(&mut closure, &hostname)?;
+    if let Some(w) = layout_warning {
+        closure.warn(w.to_string());
+    }
     if let Some(layout) = &layout {
         closure.add_generated(
             LAYOUT_IN_IMAGE,
@@ -391,6 +420,13 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         outputs.create(&name, |file| write_all(&initrd, &name, file))?;
         let name = format!("vmlinuz-{}", kernel.release);
         outputs.create(&name, |file| write_all(&kernel_bytes, &name, file))?;
+    }
+    if let Some(layout) = &layout {
+        // `rear-mkimage layout check` compares the live layout with this copy.
+        let json = layout.to_json();
+        outputs.create(LAYOUT_OUTPUT, |file| {
+            write_all(json.as_bytes(), LAYOUT_OUTPUT, file)
+        })?;
     }
     if opts.json {
         let name = format!("initrd-{}.manifest.json", kernel.release);

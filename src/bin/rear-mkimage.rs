@@ -55,6 +55,37 @@ enum Command {
         #[arg(long)]
         manifest: bool,
     },
+    /// The disk layout of this system: save it, show it, or check it against the last image.
+    Layout {
+        #[command(subcommand)]
+        command: LayoutCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LayoutCmd {
+    /// Capture the layout of this system and write it as JSON.
+    Save {
+        /// Where to write it (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print a layout as a tree (default: the layout of this system).
+    Show {
+        /// A saved layout file.
+        file: Option<PathBuf>,
+    },
+    /// Exit 1 and print the differences when this system's layout differs from the one in
+    /// the last built image (cron: `rear-mkimage layout check || rear-mkimage --output iso`).
+    Check {
+        /// The output directory of the last build (it holds layout.json).
+        #[arg(
+            long = "out",
+            value_name = "DIR",
+            default_value = "/var/lib/rear/output"
+        )]
+        out_dir: PathBuf,
+    },
 }
 
 /// The kinds of output a build can write.
@@ -142,9 +173,10 @@ struct BuildArgs {
     /// The rear-restore binary to install as /init (default: next to this program).
     #[arg(long, value_name = "PATH")]
     init: Option<PathBuf>,
-    /// The disk layout to store in the image (a file from `layout save`), or `none`.
-    #[arg(long, value_name = "FILE|none", default_value = "none")]
-    layout: String,
+    /// The disk layout to store in the image: a file from `layout save`, or `none`
+    /// (default: captured from this system).
+    #[arg(long, value_name = "FILE|none")]
+    layout: Option<String>,
     /// The configuration file (its [server] section says where reports go).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -174,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             firmware,
             timeout,
         }) => verify(&path, boot, kernel, firmware, timeout),
+        Some(Command::Layout { command }) => layout(command),
         None => build(cli.build),
     }
 }
@@ -211,9 +244,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         usb_size: args.usb_size,
         pxe_dir: args.pxe_dir,
         rescue: args.rescue.options(),
-        layout: match args.layout.as_str() {
-            "none" => build::LayoutSource::None,
-            file => build::LayoutSource::File(PathBuf::from(file)),
+        layout: match args.layout.as_deref() {
+            None => build::LayoutSource::Capture,
+            Some("none") => build::LayoutSource::None,
+            Some(file) => build::LayoutSource::File(PathBuf::from(file)),
         },
     };
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -381,6 +415,66 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("{s:?} is not a size (like 512M or 4G)"))
+}
+
+fn layout(command: LayoutCmd) -> anyhow::Result<()> {
+    use rear::layout::{Layout, capture, diff, show};
+    let sys = rear::sysroot::Sysroot::host();
+    let load = |p: &Path| -> anyhow::Result<Layout> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(Layout::from_json(&text, &p.display().to_string())?)
+    };
+    match command {
+        LayoutCmd::Save { out } => {
+            let json = capture::capture(&sys)?.to_json();
+            match out {
+                None => print!("{json}"),
+                Some(path) => {
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                        .with_context(|| format!("creating a file in {}", dir.display()))?;
+                    std::io::Write::write_all(&mut tmp, json.as_bytes())?;
+                    tmp.as_file().sync_all()?;
+                    tmp.persist(&path)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("rear-mkimage: layout saved to {}", path.display());
+                }
+            }
+        }
+        LayoutCmd::Show { file } => {
+            let layout = match file {
+                Some(p) => load(&p)?,
+                None => capture::capture(&sys)?,
+            };
+            print!("{}", show::tree(&layout));
+        }
+        LayoutCmd::Check { out_dir } => {
+            let saved_path = out_dir.join(build::LAYOUT_OUTPUT);
+            let saved = load(&saved_path)?;
+            let live = capture::capture(&sys)?;
+            let changes = diff::diff(&saved, &live);
+            if changes.is_empty() {
+                eprintln!(
+                    "rear-mkimage: layout unchanged since the image in {}",
+                    out_dir.display()
+                );
+            } else {
+                for c in &changes {
+                    println!("{c}");
+                }
+                bail!(
+                    "the layout changed since the image in {} was built ({} differences): build new media",
+                    out_dir.display(),
+                    changes.len()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn inspect(file: &Path, manifest: bool) -> anyhow::Result<()> {

@@ -66,6 +66,24 @@ enum LayoutCmd {
         #[arg(long, value_name = "FILE")]
         luks_key: Option<PathBuf>,
     },
+    /// Print the saved layout as a tree.
+    Show {
+        #[command(flatten)]
+        show: ShowArgs,
+    },
+    /// Capture the layout of the disks of this machine as JSON (after `apply`: what was made).
+    Save {
+        /// Take mount points relative to this directory (the recreated tree).
+        #[arg(long, value_name = "DIR", default_value = rear::layout::plan::MOUNT_ROOT)]
+        below: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The layout file.
+    #[arg(default_value = layout::LAYOUT_JSON)]
+    file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +138,21 @@ fn main() -> ExitCode {
 fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     match command {
+        LayoutCmd::Show { show } => {
+            let text = std::fs::read_to_string(&show.file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", show.file.display()))?;
+            let saved = rear::layout::Layout::from_json(&text, &show.file.display().to_string())?;
+            print!("{}", rear::layout::show::tree(&saved));
+            Ok(())
+        }
+        LayoutCmd::Save { below } => {
+            let sys = rear::sysroot::Sysroot::host();
+            print!(
+                "{}",
+                rear::layout::capture::capture_below(&sys, &below)?.to_json()
+            );
+            Ok(())
+        }
         LayoutCmd::Plan { plan, json } => {
             let (_, p) = layout::plan_here(&plan.layout, &plan.mapping, plan.resize)?;
             if json {

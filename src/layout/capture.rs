@@ -799,6 +799,14 @@ pub fn capture(sys: &Sysroot) -> Result<Layout, Error> {
     from_outputs(&collect(sys)?)
 }
 
+/// Like [`capture`] for a tree mounted at `mount_root` (the rescue system's `/mnt/local`
+/// after `layout apply`): mount points are taken relative to it, others are left out.
+pub fn capture_below(sys: &Sysroot, mount_root: &str) -> Result<Layout, Error> {
+    let mut o = collect(sys)?;
+    o.mount_root = mount_root.to_string();
+    from_outputs(&o)
+}
+
 /// The [`Outputs`] of the live system (what [`capture`] parses).
 pub fn collect(sys: &Sysroot) -> Result<Outputs, Error> {
     const UL: &str = "util-linux";

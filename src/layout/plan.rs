@@ -1454,6 +1454,103 @@ mod tests {
         assert!(matches!(e, Error::Ambiguous { .. }), "{e}");
     }
 
+    /// The layouts captured in QEMU (tests/fixtures/layout/*/layout.json).
+    fn captured(name: &str) -> Layout {
+        let path = format!(
+            "{}/tests/fixtures/layout/{name}/layout.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Layout::from_json(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
+    }
+
+    /// Golden plans of the captured layouts: each onto another machine's disks.
+    #[test]
+    fn plan_captured_layouts_golden() {
+        let cases: [(&str, Vec<TargetDisk>, &str, expect_test::ExpectFile); 6] = [
+            // Onto a larger NVMe disk: renamed, the last partition grows.
+            (
+                "gpt-esp-ext4",
+                vec![target("/dev/nvme0n1", 2 * GIB, "NEWNVME")],
+                "",
+                expect_test::expect_file!["../../tests/fixtures/layout/gpt-esp-ext4/plan.txt"],
+            ),
+            // MBR with logical partitions onto a SATA disk of the same size.
+            (
+                "mbr",
+                vec![target("/dev/sda", GIB, "NEWSATA")],
+                "",
+                expect_test::expect_file!["../../tests/fixtures/layout/mbr/plan.txt"],
+            ),
+            // The same two disks, found by serial although the kernel names them the other
+            // way round.
+            (
+                "raid1-lvm-xfs",
+                vec![
+                    target("/dev/vda", GIB, "RAIDDISK0002"),
+                    target("/dev/vdb", GIB, "RAIDDISK0001"),
+                ],
+                "",
+                expect_test::expect_file!["../../tests/fixtures/layout/raid1-lvm-xfs/plan.txt"],
+            ),
+            (
+                "luks2-lvm-ext4",
+                vec![target("/dev/sda", GIB, "")],
+                "",
+                expect_test::expect_file!["../../tests/fixtures/layout/luks2-lvm-ext4/plan.txt"],
+            ),
+            (
+                "btrfs-subvolumes",
+                vec![target("/dev/vda", GIB, "BTRFSDISK0001")],
+                "",
+                expect_test::expect_file!["../../tests/fixtures/layout/btrfs-subvolumes/plan.txt"],
+            ),
+            // NVMe onto virtio, by a mapping file naming the old serial.
+            (
+                "nvme",
+                vec![
+                    target("/dev/vda", 2 * GIB, ""),
+                    target("/dev/vdb", 2 * GIB, ""),
+                ],
+                "NVME0001 /dev/vdb\n",
+                expect_test::expect_file!["../../tests/fixtures/layout/nvme/plan.txt"],
+            ),
+        ];
+        for (name, disks, mapping, golden) in cases {
+            let m = Mappings::parse(mapping, "disks").unwrap();
+            let p = plan(&captured(name), &disks, &m, Resize::Last)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            golden.assert_eq(&p.render());
+        }
+    }
+
+    #[test]
+    fn plan_captured_layouts_ambiguous_and_too_small() {
+        let e = plan(
+            &captured("raid1-lvm-xfs"),
+            &[target("/dev/sda", GIB, ""), target("/dev/sdb", GIB, "")],
+            &Mappings::default(),
+            Resize::Last,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("matches several disks by size: /dev/sda (1.0 GiB), /dev/sdb (1.0 GiB)"),
+            "{e}"
+        );
+        let e = plan(
+            &captured("gpt-esp-ext4"),
+            &[target("/dev/sda", GIB / 2, "")],
+            &Mappings::default(),
+            Resize::Last,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::NoDisk { .. }), "{e}");
+        assert!(
+            e.to_string().contains("available: /dev/sda (512 MiB)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn partition_path_names() {
         assert_eq!(partition_path("/dev/sda", 2), "/dev/sda2");
