@@ -156,6 +156,7 @@ fn apply_in_vm(name: &str, targets: &[Target], sc: &Scenario) -> BTreeMap<String
             "findmnt".into(),
             "findmnt -n -r -o TARGET,SOURCE,FSTYPE,FSROOT -R /mnt/local".into(),
         ),
+        ("backup".into(), "ls /backup".into()),
     ];
     for t in targets {
         let dev = if t.nvme {

@@ -27,6 +27,8 @@ use crate::layout::plan::{Action, MOUNT_ROOT, Plan, Step, TargetDisk};
 pub const LOG: &str = "/var/log/rear/recover.log";
 /// Where completed steps are recorded.
 pub const STATE: &str = "/var/lib/rear/layout-apply.json";
+/// The plan `layout apply` ran, for `finalize` (which needs its renames) and for people.
+pub const PLAN: &str = "/var/lib/rear/layout-plan.json";
 
 /// Errors of applying a plan.
 #[derive(Debug, thiserror::Error)]
@@ -576,6 +578,10 @@ pub fn apply(plan: &Plan, ctx: &Context, state_path: &Path, log_path: &Path) -> 
             plan: digest.clone(),
             done: Vec::new(),
         });
+    // finalize needs the renames after the disks are in use (and no longer plannable).
+    let plan_path = state_path.with_file_name("layout-plan.json");
+    let text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    write_atomic(&plan_path, text.as_bytes()).map_err(io(&plan_path))?;
     let targets = plan.target_disks();
     let udev = Path::new("/run/udev/control").exists();
     for (i, step) in plan.steps.iter().enumerate() {

@@ -28,6 +28,9 @@ pub(super) struct ShellTty {
     pub(super) device: String,
     /// Line settings for a serial (non-VT) console; `None` for a VT or `/dev/console`.
     pub(super) serial: Option<SerialOptions>,
+    /// A command the first shell runs before it turns interactive (`rear.auto`: the
+    /// recovery); later shells on the terminal start plain.
+    pub(super) first: Option<String>,
 }
 
 impl ShellTty {
@@ -36,6 +39,7 @@ impl ShellTty {
         ShellTty {
             device: "/dev/console".to_owned(),
             serial: None,
+            first: None,
         }
     }
 
@@ -78,6 +82,7 @@ pub(super) fn plan_consoles(cmdline: &Cmdline, active: Option<&str>) -> ConsoleP
                 .map(|c| c.serial_options())
                 .unwrap_or_default()
         }),
+        first: None,
     };
     let mut plan = ConsolePlan {
         messages: vec!["/dev/console".to_owned()],
@@ -185,6 +190,11 @@ pub(super) fn spawn_shell(tty: &ShellTty) -> Result<Pid, Error> {
         .stdin(dup(&fd)?)
         .stdout(dup(&fd)?)
         .stderr(Stdio::from(fd));
+    if let Some(first) = &tty.first {
+        // Then the same login shell, interactive, on the same terminal.
+        cmd.arg("-c")
+            .arg(format!("{first}; exec {} -l", shell.display()));
+    }
     if Path::new("/root").is_dir() {
         cmd.current_dir("/root");
     }

@@ -59,6 +59,8 @@ pub const RESPAWN_WINDOW: Duration = Duration::from_secs(10);
 pub const SHELL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Shells tried in order; the first that exists runs as a login shell.
 pub const SHELLS: [&str; 2] = ["/bin/bash", "/bin/sh"];
+/// What the console runs first with `rear.auto`.
+pub const AUTO_RECOVER: &str = "rear-restore recover --auto";
 
 /// Errors of PID 1 and of shutdown requests.
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +315,9 @@ pub fn run() -> ! {
     if cmdline.auto && cmdline.shell {
         lines.push("rear: rear.shell given: no automatic recovery".to_owned());
     } else if cmdline.auto {
-        lines.push("rear: rear.auto: recover is not implemented yet".to_owned());
+        lines.push(format!(
+            "rear: rear.auto: starting `{AUTO_RECOVER}` on the console"
+        ));
     }
     if settings.net != Net::None {
         lines.push(format!(
@@ -327,8 +331,14 @@ pub fn run() -> ! {
         Ok(())
     });
 
-    let mut slots: Vec<Slot> = plan
-        .shells
+    let mut shells = plan.shells;
+    if cmdline.auto
+        && !cmdline.shell
+        && let Some(primary) = shells.first_mut()
+    {
+        primary.first = Some(AUTO_RECOVER.to_owned());
+    }
+    let mut slots: Vec<Slot> = shells
         .into_iter()
         .filter(|t| t.device == "/dev/console" || Path::new(&t.device).exists())
         .map(|t| Slot::new(Job::Shell(t)))

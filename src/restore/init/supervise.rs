@@ -115,6 +115,10 @@ impl Slot {
                 }
             },
         };
+        // The first command (rear.auto's recovery) runs once, not on every respawn.
+        if let Job::Shell(tty) = &mut self.job {
+            tty.first = None;
+        }
         match result {
             Ok(pid) => self.pid = Some(pid),
             Err(e) => {
