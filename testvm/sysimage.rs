@@ -216,16 +216,23 @@ fn build_or_reuse() -> Cache {
     }
     std::fs::write(staging.join("done"), format!("{key}\n")).unwrap();
     std::fs::rename(&staging, &dir).unwrap();
-    let started = Instant::now();
-    clean(&work);
-    for e in std::fs::read_dir(&root).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("sysimage-") && p != dir {
-            clean(&p);
-        }
-    }
-    phase("clean-up", started.elapsed());
+    // The root tree and older entries are removed while the tests go on (a rerun finishes
+    // what an exiting test process left).
+    let trash = root.join(format!("trash-{key}"));
+    clean(&trash);
+    std::fs::rename(&work, &trash).unwrap();
+    let old: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            ["sysimage-", "staging-", "trash-", "work-"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                && *p != dir
+        })
+        .collect();
+    std::thread::spawn(move || old.iter().for_each(|p| clean(p)));
     phase("cold build total", total.elapsed());
     Cache { dir }
 }
@@ -240,16 +247,28 @@ fn clean(dir: &Path) {
     if !dir.exists() {
         return;
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = format!("{}/", dir.display());
-    let busy: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
+    let busy = || -> Vec<String> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut v: Vec<String> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        // Deepest first.
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    };
+    // Left by a build that was killed inside the chroot.
+    for m in busy() {
+        eprintln!("sysimage: unmounting {m} (left by an earlier build)");
+        let _ = Command::new("umount").arg("-l").arg(&m).status();
+    }
+    let left = busy();
     assert!(
-        busy.is_empty(),
-        "{} still has mounts below it: {busy:?}",
+        left.is_empty(),
+        "{} still has mounts below it: {left:?}",
         dir.display()
     );
     // --one-file-system: never follow into a file system mounted after the check.
@@ -299,7 +318,7 @@ fn assemble(work: &Path) {
     script.resize(script.len().div_ceil(512) * 512, b'\n');
     let script_disk = work.join("assemble.disk");
     std::fs::write(&script_disk, script).unwrap();
-    for variant in [Variant::Plain, Variant::Lvm] {
+    let run = |variant: Variant| {
         let started = Instant::now();
         let name = variant.name();
         let mut args: Vec<String> = [
@@ -365,31 +384,23 @@ fn assemble(work: &Path) {
             ),
             started.elapsed(),
         );
-    }
+    };
+    // Both guests at once: one TCG thread each.
+    std::thread::scope(|s| {
+        let lvm = s.spawn(|| run(Variant::Lvm));
+        run(Variant::Plain);
+        if let Err(panic) = lvm.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
     let _ = std::fs::remove_file(work.join("lvm-root.img"));
 }
 
-/// Boots the source system of `variant` with `firmware`, checks root file system and marker
-/// files, and powers off.
-fn boot_and_check(variant: Variant, firmware: Firmware) {
-    if !qemu_available() {
-        return;
-    }
-    let cache = cache();
-    let scratch = tempfile::tempdir().unwrap();
-    let disk = source_disk(variant, scratch.path());
-    let args = boot_args(firmware, &disk, scratch.path());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let fw = match firmware {
-        Firmware::Bios => "seabios",
-        Firmware::Uefi => "ovmf",
-    };
-    let started = Instant::now();
-    let mut vm = Vm::start(&format!("sysimage_{}_{fw}", variant.name()), &argv);
-    vm.expect("GNU GRUB", Duration::from_secs(180));
-    let grub = started.elapsed();
-    vm.expect(READY, Duration::from_secs(400));
-    let ready = started.elapsed();
+/// Checks a booted source system, or one recovered from it, after [`READY`]: the root file
+/// system (device and UUID), `/boot/efi` and `/boot` by UUID, the firmware it booted with,
+/// `norandmaps`, and every marker file (content, hard link, symlink, holes, xattr). `cd`s the
+/// guest shell into [`MARKER_DIR`].
+pub fn check_booted(vm: &mut Vm, variant: Variant, firmware: Firmware) {
     vm.send(&format!(
         "dmesg -n 1; echo BEGIN-$((1+1)); findmnt -n -o SOURCE,UUID,FSTYPE /; \
          echo MNT=$(findmnt -n -o UUID -M /boot/efi),$(findmnt -n -o UUID -M /boot); \
@@ -403,19 +414,6 @@ fn boot_and_check(variant: Variant, firmware: Firmware) {
     ));
     vm.expect("BEGIN-2\n", Duration::from_secs(30));
     let out = vm.expect("END-42\n", Duration::from_secs(120));
-    let checked = started.elapsed();
-    vm.send("poweroff");
-    let status = vm.wait_exit(Duration::from_secs(120));
-    assert!(status.success(), "QEMU exit status {status}");
-    eprintln!(
-        "sysimage_{}_{fw}: GRUB after {:.1} s, {READY}after {:.1} s, checked after {:.1} s, \
-         off after {:.1} s",
-        variant.name(),
-        grub.as_secs_f64(),
-        ready.as_secs_f64(),
-        checked.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
 
     let want_root = format!("{} {} ext4", variant.root_source(), variant.root_uuid());
     assert!(
@@ -439,7 +437,7 @@ fn boot_and_check(variant: Variant, firmware: Firmware) {
         .nth(1)
         .unwrap()
         .trim_end_matches("END-42\n");
-    assert_eq!(manifest, cache.marker_sums(), "SHA256SUMS in the image");
+    assert_eq!(manifest, cache().marker_sums(), "SHA256SUMS in the image");
     let stat: Vec<Vec<&str>> = out
         .lines()
         .filter_map(|l| l.strip_prefix("STAT "))
@@ -457,6 +455,45 @@ fn boot_and_check(variant: Variant, firmware: Firmware) {
     assert!(
         out.contains(&format!("XATTR={}\n", MARKER_XATTR.1)),
         "{out}"
+    );
+}
+
+/// Boots the source system of `variant` with `firmware`, runs [`check_booted`], powers off,
+/// and prints the time to GRUB, to [`READY`] and to the end.
+fn boot_and_check(variant: Variant, firmware: Firmware) {
+    if !qemu_available() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let disk = source_disk(variant, scratch.path());
+    let args = boot_args(firmware, &disk, scratch.path());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let name = format!(
+        "sysimage_{}_{}",
+        variant.name(),
+        match firmware {
+            Firmware::Bios => "seabios",
+            Firmware::Uefi => "ovmf",
+        }
+    );
+    let started = Instant::now();
+    let mut vm = Vm::start(&name, &argv);
+    vm.expect("GNU GRUB", Duration::from_secs(180));
+    let grub = started.elapsed();
+    vm.expect(READY, Duration::from_secs(400));
+    let ready = started.elapsed();
+    check_booted(&mut vm, variant, firmware);
+    let checked = started.elapsed();
+    vm.send("poweroff");
+    let status = vm.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "QEMU exit status {status}");
+    eprintln!(
+        "{name}: phase boot: GRUB after {:.1} s, {READY}after {:.1} s, checked after {:.1} s, \
+         off after {:.1} s",
+        grub.as_secs_f64(),
+        ready.as_secs_f64(),
+        checked.as_secs_f64(),
+        started.elapsed().as_secs_f64()
     );
 }
 

@@ -69,6 +69,8 @@ umount_root() {
 
 rootfs() {
   WORK=$1
+  command -v debootstrap >/dev/null ||
+    { echo "error: debootstrap not found: install the Debian package debootstrap" >&2; exit 1; }
   ROOT=$WORK/root
   rm -rf "$ROOT"
   mkdir -p "$ROOT"
