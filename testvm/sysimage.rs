@@ -178,6 +178,7 @@ fn build_or_reuse() -> Cache {
         .map_err(|(_, e)| e)
         .unwrap();
     if dir.join("done").exists() {
+        remove_later(&root, &dir);
         eprintln!(
             "sysimage: cached images {} (waited {:.1} s for the lock)",
             dir.display(),
@@ -221,7 +222,16 @@ fn build_or_reuse() -> Cache {
     let trash = root.join(format!("trash-{key}"));
     clean(&trash);
     std::fs::rename(&work, &trash).unwrap();
-    let old: Vec<PathBuf> = std::fs::read_dir(&root)
+    remove_later(&root, &dir);
+    phase("cold build total", total.elapsed());
+    Cache { dir }
+}
+
+/// Removes what older or interrupted builds left in the cache directory `root` (all but
+/// `keep`) in a background thread, quietly: a test process may end before it is done, and the
+/// next one goes on.
+fn remove_later(root: &Path, keep: &Path) {
+    let old: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
@@ -229,12 +239,19 @@ fn build_or_reuse() -> Cache {
             ["sysimage-", "staging-", "trash-", "work-"]
                 .iter()
                 .any(|prefix| name.starts_with(prefix))
-                && *p != dir
+                && p != keep
         })
         .collect();
-    std::thread::spawn(move || old.iter().for_each(|p| clean(p)));
-    phase("cold build total", total.elapsed());
-    Cache { dir }
+    if old.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for p in old {
+            if std::panic::catch_unwind(|| clean(&p)).is_err() {
+                eprintln!("sysimage: could not remove {} yet", p.display());
+            }
+        }
+    });
 }
 
 /// Prints one phase's duration to the test log.
