@@ -21,7 +21,7 @@ BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mt
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
 	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
-	python3 chromium chromium-driver
+	python3 chromium chromium-driver debootstrap qemu-utils
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
 

@@ -14,6 +14,7 @@ mod network;
 mod pxe;
 mod qemu;
 mod static_init;
+mod sysimage;
 mod usb;
 mod verify;
 
