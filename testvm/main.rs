@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod boot;
+mod e2e;
 mod hotplug;
 mod iso;
 mod layout;

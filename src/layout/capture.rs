@@ -656,6 +656,8 @@ pub fn from_outputs(out: &Outputs) -> Result<Layout, Error> {
             subvolume,
         });
     }
+    // Recovery recreates only what the mounted file systems and swap areas stand on.
+    super::prune::prune(&mut layout);
     layout.sort();
     // A pseudo file system mounted twice on one place (devpts in a container) is one entry.
     layout.excluded.dedup();

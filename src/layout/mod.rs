@@ -9,6 +9,7 @@ pub mod diff;
 pub mod model;
 pub mod parse;
 pub mod plan;
+pub mod prune;
 pub mod show;
 pub mod tools;
 
