@@ -15,9 +15,11 @@ ENSURE := .ci/ensure-packages
 # boot loaders the media are made with (ISOLINUX/SYSLINUX for BIOS, GRUB for UEFI).
 BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
 	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
-# Needed by the tests: QEMU and firmware, and the real tools the tests compare against.
+# Needed by the tests: QEMU and firmware, the real tools the tests compare against, and
+# PostgreSQL (the server tests start a private cluster of it).
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
-	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux
+	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
+	postgresql
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
 
