@@ -21,7 +21,7 @@ TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils 
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
 	postgresql
 
-.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
+.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
 
 all: build
 
@@ -77,6 +77,10 @@ bench: build
 	bench/initrd.sh
 	bench/iso.sh
 	bench/boot.sh
+
+# rear-server with 10,000 hosts on SQLite: seed, ingest over HTTP, page times (not a test).
+bench-server:
+	bench/server.sh
 
 clean:
 	$(CARGO) clean

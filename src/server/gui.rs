@@ -367,11 +367,7 @@ pub async fn overview(
         .unwrap_or("host");
     let desc = q.dir.as_deref() == Some("desc");
     sort_rows(&mut all, column, desc);
-    let counts = status::counts(
-        &all.iter().map(|r| r.host.clone()).collect::<Vec<_>>(),
-        now(),
-        app.config.max_age,
-    );
+    let counts = status::tally(all.iter().map(|r| r.status));
     let pages_total = all.len().div_ceil(PAGE_SIZE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages_total);
     let shown: Vec<Row> = all
