@@ -15,11 +15,14 @@ ENSURE := .ci/ensure-packages
 # boot loaders the media are made with (ISOLINUX/SYSLINUX for BIOS, GRUB for UEFI).
 BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
 	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
-# Needed by the tests: QEMU and firmware, the real tools the tests compare against, and
-# PostgreSQL (the server tests start a private cluster of it).
+# Needed by the tests: QEMU and firmware, the real tools the tests compare against,
+# python3 (its smtplib is the SMTP client of the mail tests), headless Chromium with its
+# WebDriver for the GUI tests (tests/server/browser.rs), and PostgreSQL (the server tests
+# start a private cluster of it).
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
-	postgresql
+	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
+	python3 chromium chromium-driver postgresql
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
 

@@ -55,6 +55,23 @@ pub enum Error {
     /// Writing the PXE tree failed.
     #[error(transparent)]
     Pxe(#[from] media::pxe::Error),
+    /// The layout file is unreadable or invalid.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::model::Error),
+    /// The layout of the running system could not be captured.
+    #[error("capturing the disk layout: {0}")]
+    Capture(#[from] crate::layout::capture::Error),
+    /// The layout needs a tool the build host lacks.
+    #[error(transparent)]
+    LayoutTools(#[from] crate::layout::tools::Error),
+    /// The layout file could not be read.
+    #[error("{}: {error}", .path.display())]
+    LayoutRead {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        error: std::io::Error,
+    },
     /// `rear-restore`, which becomes `/init`, was not found.
     #[error(
         "rear-restore (the rescue system's /init) not found; looked in {looked}; build it with `make static` or pass --init PATH"
@@ -115,7 +132,26 @@ pub struct Options {
     pub pxe_dir: Option<PathBuf>,
     /// Consoles, network, SSH and kernel options of the rescue system.
     pub rescue: crate::restore::rescue::RescueOptions,
+    /// Where the disk layout stored in the image comes from.
+    pub layout: LayoutSource,
 }
+
+/// Where a build gets the disk layout it stores as `/etc/rear/layout.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutSource {
+    /// Captured from the running system (the default). Skipped with a warning when the
+    /// build uses `--root DIR` or does not run as root (the tools need to read the disks).
+    Capture,
+    /// A layout file (`--layout FILE`), e.g. saved earlier or made for another machine.
+    File(PathBuf),
+    /// No layout (`--layout none`): the image is a plain rescue system.
+    None,
+}
+
+/// Where the image keeps the layout.
+pub const LAYOUT_IN_IMAGE: &str = "/etc/rear/layout.json";
+/// The copy of the image's layout in the output directory.
+pub const LAYOUT_OUTPUT: &str = "layout.json";
 
 /// The kinds of output one build writes, all from the same initrd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -276,10 +312,41 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     if ssh && !names.iter().any(|n| n == "ssh") {
         names.push("ssh".to_string());
     }
-    let recipes = names
+    let mut recipes = names
         .iter()
         .map(|n| Recipe::load(n))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut layout_warning = None;
+    let layout = match &opts.layout {
+        LayoutSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| Error::LayoutRead {
+                path: path.clone(),
+                error,
+            })?;
+            let origin = path.display().to_string();
+            let layout = crate::layout::Layout::from_json(&text, &origin)?;
+            recipes.push(crate::layout::tools::recipe(&sys, &layout, &origin)?);
+            Some(layout)
+        }
+        LayoutSource::Capture if sys.is_host() && nix::unistd::geteuid().is_root() => {
+            let layout = crate::layout::capture::capture(&sys)?;
+            recipes.push(crate::layout::tools::recipe(
+                &sys,
+                &layout,
+                "of this system",
+            )?);
+            Some(layout)
+        }
+        LayoutSource::Capture => {
+            layout_warning = Some(if sys.is_host() {
+                "disk layout not captured: not running as root (the image cannot recreate the disks; run as root or pass --layout FILE)"
+            } else {
+                "disk layout not captured: --root builds cannot see the disks (pass --layout FILE)"
+            });
+            None
+        }
+        LayoutSource::None => None,
+    };
     let init = find_init(opts.init.as_deref())?;
     t.next("recipes");
 
@@ -303,6 +370,17 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
     let report_firmware = closure.count(Role::Firmware);
     add_rescue_skeleton(&mut closure, &hostname)?;
+    if let Some(w) = layout_warning {
+        closure.warn(w.to_string());
+    }
+    if let Some(layout) = &layout {
+        closure.add_generated(
+            LAYOUT_IN_IMAGE,
+            layout.to_json().into_bytes(),
+            0o644,
+            "disk layout",
+        )?;
+    }
     crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
     let mut image = closure.finish(&kernel.release)?;
     t.next("resolve");
@@ -342,6 +420,13 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         outputs.create(&name, |file| write_all(&initrd, &name, file))?;
         let name = format!("vmlinuz-{}", kernel.release);
         outputs.create(&name, |file| write_all(&kernel_bytes, &name, file))?;
+    }
+    if let Some(layout) = &layout {
+        // `rear-mkimage layout check` compares the live layout with this copy.
+        let json = layout.to_json();
+        outputs.create(LAYOUT_OUTPUT, |file| {
+            write_all(json.as_bytes(), LAYOUT_OUTPUT, file)
+        })?;
     }
     if opts.json {
         let name = format!("initrd-{}.manifest.json", kernel.release);

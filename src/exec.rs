@@ -86,6 +86,51 @@ pub fn run(cmd: &mut Command, package: Option<&str>) -> Result<Output, Error> {
     Ok(out)
 }
 
+/// Runs `cmd` like [`run`], writing `input` to its stdin (then closing it).
+///
+/// The input is written from another thread, so a program that answers before it has read
+/// everything cannot deadlock on a full pipe.
+pub fn run_with_input(
+    cmd: &mut Command,
+    input: &[u8],
+    package: Option<&str>,
+) -> Result<Output, Error> {
+    use std::io::Write as _;
+    let argv = argv_string(cmd);
+    log::debug!("run: {argv} (with {} bytes on stdin)", input.len());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| spawn_error(cmd, argv.clone(), package, error))?;
+    let stdin = child.stdin.take();
+    let out = std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            // A program that exits without reading all of it gets EPIPE here; its exit status
+            // below says what went wrong, so the write error itself is not reported.
+            if let Some(mut w) = stdin {
+                let _ = w.write_all(input);
+            }
+        });
+        let out = child.wait_with_output();
+        let _ = writer.join();
+        out
+    })
+    .map_err(|error| Error::Spawn {
+        argv: argv.clone(),
+        error,
+    })?;
+    if !out.status.success() {
+        return Err(Error::Failed {
+            argv,
+            status: out.status,
+            stderr: tail(&out.stderr),
+        });
+    }
+    Ok(out)
+}
+
 fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, error: io::Error) -> Error {
     if error.kind() == io::ErrorKind::NotFound {
         Error::ToolMissing {
@@ -129,6 +174,27 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "rear-no-such-tool: not found (install the package rear-tools)"
+        );
+    }
+
+    #[test]
+    fn run_with_input_feeds_stdin() {
+        let out = run_with_input(
+            Command::new("sh").args(["-c", "tr a-z A-Z"]),
+            b"mail\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(out.stdout, b"MAIL\n");
+        let e = run_with_input(
+            Command::new("sh").args(["-c", "cat >/dev/null; echo no >&2; exit 75"]),
+            b"x",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().ends_with("failed (exit status: 75): no"),
+            "{e}"
         );
     }
 

@@ -1,11 +1,20 @@
 //! Dates for people: UTC calendar dates computed in process (no time zone database, which
 //! the static rescue system does not have), shared by the rescue banner and the server GUI.
 
-/// A UTC date and time `YYYY-MM-DD HH:MM UTC` from seconds since 1970 (proleptic Gregorian,
-/// H. Hinnant's `civil_from_days`).
+/// A UTC date and time `YYYY-MM-DD HH:MM UTC` from seconds since 1970 (proleptic Gregorian).
 pub fn utc_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// Year, month (1-12) and day (1-31) of a day number since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`); also used for the `Date:` of mailed reports.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -15,11 +24,7 @@ pub fn utc_date(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    (y, m, d)
 }
 
 #[cfg(test)]

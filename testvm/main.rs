@@ -8,6 +8,8 @@
 mod boot;
 mod hotplug;
 mod iso;
+mod layout;
+mod layout_fixtures;
 mod network;
 mod pxe;
 mod qemu;

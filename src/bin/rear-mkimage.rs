@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use rear::archive::Compression;
 use rear::build::{self, Options, OutputKind};
+use rear::config::Config;
 use rear::inventory::KernelSpec;
 use rear::resolve::kmod::Selection;
 
@@ -53,6 +54,37 @@ enum Command {
         /// Print the embedded /etc/rear/manifest.json instead of the listing.
         #[arg(long)]
         manifest: bool,
+    },
+    /// The disk layout of this system: save it, show it, or check it against the last image.
+    Layout {
+        #[command(subcommand)]
+        command: LayoutCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LayoutCmd {
+    /// Capture the layout of this system and write it as JSON.
+    Save {
+        /// Where to write it (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print a layout as a tree (default: the layout of this system).
+    Show {
+        /// A saved layout file.
+        file: Option<PathBuf>,
+    },
+    /// Exit 1 and print the differences when this system's layout differs from the one in
+    /// the last built image (cron: `rear-mkimage layout check || rear-mkimage --output iso`).
+    Check {
+        /// The output directory of the last build (it holds layout.json).
+        #[arg(
+            long = "out",
+            value_name = "DIR",
+            default_value = "/var/lib/rear/output"
+        )]
+        out_dir: PathBuf,
     },
 }
 
@@ -141,6 +173,13 @@ struct BuildArgs {
     /// The rear-restore binary to install as /init (default: next to this program).
     #[arg(long, value_name = "PATH")]
     init: Option<PathBuf>,
+    /// The disk layout to store in the image: a file from `layout save`, or `none`
+    /// (default: captured from this system).
+    #[arg(long, value_name = "FILE|none")]
+    layout: Option<String>,
+    /// The configuration file (its [server] section says where reports go).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     rescue: rear::restore::rescue::RescueArgs,
 }
@@ -167,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             firmware,
             timeout,
         }) => verify(&path, boot, kernel, firmware, timeout),
+        Some(Command::Layout { command }) => layout(command),
         None => build(cli.build),
     }
 }
@@ -185,6 +225,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     let (usb_device, yes) = (args.usb_device.clone(), args.yes);
+    let config = match &args.config {
+        Some(p) => Config::load(p, true)?,
+        None => Config::load(Path::new(rear::config::DEFAULT_PATH), false)?,
+    };
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -200,6 +244,11 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         usb_size: args.usb_size,
         pxe_dir: args.pxe_dir,
         rescue: args.rescue.options(),
+        layout: match args.layout.as_deref() {
+            None => build::LayoutSource::Capture,
+            Some("none") => build::LayoutSource::None,
+            Some(file) => build::LayoutSource::File(PathBuf::from(file)),
+        },
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -214,6 +263,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let result = build::build(&opts, &progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if let Some(server) = &config.server {
+        send_report(server, &opts.root, &result);
     }
     let report = result?;
     for a in &report.artefacts {
@@ -232,6 +284,44 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         write_usb_device(&report, device, yes)?;
     }
     Ok(())
+}
+
+/// Sends the report of this build, ok or failed, to the server of `[server]`. Never fails
+/// the build: the sender warns about what it could not do.
+fn send_report(
+    server: &rear::config::Server,
+    root: &Path,
+    result: &Result<build::Report, build::Error>,
+) {
+    let sys = match rear::sysroot::Sysroot::new(root) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("no report sent to {}: {e}", server.target);
+            return;
+        }
+    };
+    let (report, media) = match result {
+        Ok(r) => (
+            rear::report::Report::from_build(&sys, r, &server.tags),
+            r.artefacts
+                .iter()
+                .map(|a| (a.path.clone(), a.sha256.clone()))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => (
+            rear::report::Report::from_failure(&sys, &format!("{e:#}"), &server.tags),
+            Vec::new(),
+        ),
+    };
+    let d = rear::send::deliver(server, &report, &media);
+    if d.sent > 0 {
+        log::info!(
+            "{} report{} sent to {}",
+            d.sent,
+            if d.sent == 1 { "" } else { "s" },
+            server.target
+        );
+    }
 }
 
 /// Writes the build's USB image to a stick after showing what the stick is and asking.
@@ -325,6 +415,66 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("{s:?} is not a size (like 512M or 4G)"))
+}
+
+fn layout(command: LayoutCmd) -> anyhow::Result<()> {
+    use rear::layout::{Layout, capture, diff, show};
+    let sys = rear::sysroot::Sysroot::host();
+    let load = |p: &Path| -> anyhow::Result<Layout> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(Layout::from_json(&text, &p.display().to_string())?)
+    };
+    match command {
+        LayoutCmd::Save { out } => {
+            let json = capture::capture(&sys)?.to_json();
+            match out {
+                None => print!("{json}"),
+                Some(path) => {
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                        .with_context(|| format!("creating a file in {}", dir.display()))?;
+                    std::io::Write::write_all(&mut tmp, json.as_bytes())?;
+                    tmp.as_file().sync_all()?;
+                    tmp.persist(&path)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("rear-mkimage: layout saved to {}", path.display());
+                }
+            }
+        }
+        LayoutCmd::Show { file } => {
+            let layout = match file {
+                Some(p) => load(&p)?,
+                None => capture::capture(&sys)?,
+            };
+            print!("{}", show::tree(&layout));
+        }
+        LayoutCmd::Check { out_dir } => {
+            let saved_path = out_dir.join(build::LAYOUT_OUTPUT);
+            let saved = load(&saved_path)?;
+            let live = capture::capture(&sys)?;
+            let changes = diff::diff(&saved, &live);
+            if changes.is_empty() {
+                eprintln!(
+                    "rear-mkimage: layout unchanged since the image in {}",
+                    out_dir.display()
+                );
+            } else {
+                for c in &changes {
+                    println!("{c}");
+                }
+                bail!(
+                    "the layout changed since the image in {} was built ({} differences): build new media",
+                    out_dir.display(),
+                    changes.len()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn inspect(file: &Path, manifest: bool) -> anyhow::Result<()> {

@@ -7,8 +7,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
+use anyhow::bail;
 use clap::{ArgAction, Parser, Subcommand};
+use rear::layout::plan::Resize;
 use rear::restore::init::{self, Action};
+use rear::restore::layout;
 
 /// The rescue side of Relax-and-Recover.
 #[derive(Debug, Parser)]
@@ -33,6 +38,65 @@ enum Cmd {
     Halt,
     /// Print the rescue system's banner: host, image date, addresses, how to recover.
     Banner,
+    /// The saved disk layout: plan it onto this machine's disks, or apply the plan.
+    Layout {
+        #[command(subcommand)]
+        command: LayoutCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LayoutCmd {
+    /// Print the steps that would recreate the saved layout on this machine's disks.
+    Plan {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recreate the saved layout: wipe, partition, RAID, LUKS, LVM, mkfs, mount at /mnt/local.
+    Apply {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask before overwriting the target disks.
+        #[arg(long)]
+        yes: bool,
+        /// Key file for the LUKS containers (default: ask for a passphrase).
+        #[arg(long, value_name = "FILE")]
+        luks_key: Option<PathBuf>,
+    },
+    /// Print the saved layout as a tree.
+    Show {
+        #[command(flatten)]
+        show: ShowArgs,
+    },
+    /// Capture the layout of the disks of this machine as JSON (after `apply`: what was made).
+    Save {
+        /// Take mount points relative to this directory (the recreated tree).
+        #[arg(long, value_name = "DIR", default_value = rear::layout::plan::MOUNT_ROOT)]
+        below: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The layout file.
+    #[arg(default_value = layout::LAYOUT_JSON)]
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// The saved layout.
+    #[arg(long, value_name = "FILE", default_value = layout::LAYOUT_JSON)]
+    layout: PathBuf,
+    /// Disk mapping file (`OLD NEW` per line); used when it exists.
+    #[arg(long, value_name = "FILE", default_value = layout::MAPPINGS)]
+    mapping: PathBuf,
+    /// What to do with the extra space of a larger disk.
+    #[arg(long, value_enum, default_value = "last")]
+    resize: Resize,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +122,7 @@ fn main() -> ExitCode {
                     init::banner::print();
                     Ok(())
                 }
+                Cmd::Layout { command } => layout_cmd(command),
             }
         }
     };
@@ -66,6 +131,92 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    match command {
+        LayoutCmd::Show { show } => {
+            let text = std::fs::read_to_string(&show.file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", show.file.display()))?;
+            let saved = rear::layout::Layout::from_json(&text, &show.file.display().to_string())?;
+            print!("{}", rear::layout::show::tree(&saved));
+            Ok(())
+        }
+        LayoutCmd::Save { below } => {
+            let sys = rear::sysroot::Sysroot::host();
+            print!(
+                "{}",
+                rear::layout::capture::capture_below(&sys, &below)?.to_json()
+            );
+            Ok(())
+        }
+        LayoutCmd::Plan { plan, json } => {
+            let (_, p) = layout::plan_here(&plan.layout, &plan.mapping, plan.resize)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", p.render());
+            }
+            Ok(())
+        }
+        LayoutCmd::Apply {
+            plan,
+            yes,
+            luks_key,
+        } => {
+            let (saved, p) = layout::plan_here(&plan.layout, &plan.mapping, plan.resize)?;
+            print!("{}", p.render());
+            let disks: Vec<&str> = p.target_disks().into_iter().collect();
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!(
+                        "not a terminal: give --yes to overwrite {}",
+                        disks.join(", ")
+                    );
+                }
+                eprint!(
+                    "All data on {} will be destroyed. Type YES to go on: ",
+                    disks.join(", ")
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "YES" {
+                    bail!("not confirmed; nothing was changed");
+                }
+            }
+            let needs_key = p
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, rear::layout::plan::Action::Luks { .. }));
+            let mut asked = None;
+            let key = match luks_key {
+                Some(k) => Some(k),
+                None if needs_key && std::io::stdin().is_terminal() => {
+                    let k = layout::ask_passphrase(std::path::Path::new("/run/rear"))?;
+                    asked = Some(k.clone());
+                    Some(k)
+                }
+                None => None,
+            };
+            layout::load_modules(&saved);
+            let result = layout::apply(
+                &p,
+                &layout::default_context(key),
+                std::path::Path::new(layout::STATE),
+                std::path::Path::new(layout::LOG),
+            );
+            if let Some(k) = asked {
+                let _ = std::fs::remove_file(k);
+            }
+            result?;
+            println!(
+                "layout recreated and mounted at {}",
+                rear::layout::plan::MOUNT_ROOT
+            );
+            Ok(())
         }
     }
 }

@@ -29,8 +29,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP server.
-    Serve,
+    /// Run the HTTP server (and with --smtp an SMTP receiver for mailed reports).
+    Serve {
+        /// Also accept reports by SMTP on this address (such as 127.0.0.1:2525).
+        #[arg(long, value_name = "ADDR")]
+        smtp: Option<std::net::SocketAddr>,
+    },
+    /// Read one mail message on stdin and store its report (for an MTA's pipe transport).
+    /// Exit codes (sysexits.h): 0 stored, 65 bad message, 77 not authenticated, 75 try
+    /// later, 78 configuration error.
+    IngestMail,
     /// Manage host tokens.
     Token {
         #[command(subcommand)]
@@ -66,13 +74,14 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Serve => {
+        Command::IngestMail => return Ok(ingest_mail(&cli)),
+        Command::Serve { smtp } => {
             let config = load(&cli)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(server::serve(config))?;
+            rt.block_on(server::serve(config, *smtp))?;
         }
         Command::Token {
             command: TokenCommand::Add { host },
@@ -116,6 +125,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ingest-mail`: the exit code tells the MTA whether to bounce (65, 77), retry (75, 78)
+/// or deliver (0); the reason goes to stderr, which MTAs put into the bounce or the log.
+fn ingest_mail(cli: &Cli) -> ExitCode {
+    use std::io::Read as _;
+    const EX_TEMPFAIL: u8 = 75;
+    const EX_CONFIG: u8 = 78;
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    // Read one byte past the limit, so a larger message is told apart without reading it all.
+    let mut raw = Vec::new();
+    let limit = config.max_mail_bytes as u64 + 1;
+    if let Err(e) = std::io::stdin().lock().take(limit).read_to_end(&mut raw) {
+        eprintln!("error: reading the message from stdin: {e}");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    match server::ingest_mail(&config, &raw) {
+        Ok(a) => {
+            println!(
+                "report {} of {} {}",
+                a.id,
+                a.host,
+                if a.stored {
+                    "stored"
+                } else {
+                    "was stored before"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        // ingest_mail logged the reason on stderr.
+        Err(e) => ExitCode::from(e.exit_code()),
+    }
 }
 
 fn main() -> ExitCode {

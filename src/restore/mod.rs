@@ -2,6 +2,7 @@
 pub mod cmdline;
 pub mod hotplug;
 pub mod init;
+pub mod layout;
 pub mod modload;
 pub mod net;
 pub mod rescue;

@@ -131,7 +131,20 @@ pub async fn post_report(
                 Err(e) => return internal(e),
             };
             let (h, sha) = (host.clone(), auth::token_hash(&fresh));
-            match app.db.run(move |c| db::enroll(c, &h, &sha, now())).await {
+            let mail_key = crate::mail::mail_key_hex(&fresh);
+            let enrolled = app
+                .db
+                .run(move |c| {
+                    let tx = c.transaction()?;
+                    let done = db::enroll(&tx, &h, &sha, now())?;
+                    if done {
+                        db::set_mail_key(&tx, &h, &mail_key)?;
+                    }
+                    tx.commit()?;
+                    Ok(done)
+                })
+                .await;
+            match enrolled {
                 Ok(true) => {
                     log::info!("host {host} enrolled");
                     new_token = Some(fresh);

@@ -212,6 +212,10 @@ pub struct Config {
     pub user_header: String,
     /// Built-in users.
     pub users: Vec<User>,
+    /// Mailed reports sent longer ago than this are refused (and their nonces forgotten).
+    pub mail_max_age: Duration,
+    /// The largest mail message accepted (SMTP and `ingest-mail`), in bytes.
+    pub max_mail_bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +237,8 @@ struct Raw {
     user_header: Option<String>,
     #[serde(default)]
     users: Vec<User>,
+    mail_max_age: Option<String>,
+    max_mail_bytes: Option<usize>,
 }
 
 /// Default listen address.
@@ -283,6 +289,8 @@ impl Config {
         };
         let max_age = duration("max_age", raw.max_age.as_deref(), 7 * 86400)?;
         let session_ttl = duration("session_ttl", raw.session_ttl.as_deref(), 12 * 3600)?;
+        let mail_max_age = duration("mail_max_age", raw.mail_max_age.as_deref(), 7 * 86400)?;
+        let max_report_bytes = raw.max_report_bytes.unwrap_or(1 << 20);
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
@@ -325,7 +333,7 @@ impl Config {
             max_age,
             enrollment_token: raw.enrollment_token,
             metrics_token: raw.metrics_token,
-            max_report_bytes: raw.max_report_bytes.unwrap_or(1 << 20),
+            max_report_bytes,
             max_media_bytes: raw.max_media_bytes.unwrap_or(16 << 30),
             session_ttl,
             secure_cookies: raw.secure_cookies,
@@ -334,6 +342,12 @@ impl Config {
                 .user_header
                 .unwrap_or_else(|| "X-Remote-User".to_string()),
             users: raw.users,
+            mail_max_age,
+            // base64 turns 57 bytes into a line of 76 characters and CRLF; 64 KiB more for the
+            // headers (MTAs add Received: lines) and the text part.
+            max_mail_bytes: raw
+                .max_mail_bytes
+                .unwrap_or(max_report_bytes.div_ceil(57) * 78 + (64 << 10)),
         })
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::config::{Database, PgUrl};
-use super::sql::{Cause, Row, args};
+use super::sql::{Cause, Param, Row, args};
 use crate::report::Report;
 
 pub use super::sql::Connection;
@@ -36,7 +36,10 @@ pub enum Error {
 }
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_mail.sql")),
+];
 
 /// The database.
 #[derive(Debug)]
@@ -593,6 +596,88 @@ pub fn delete_session(conn: &Connection, id_sha256: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets the mail key of `host` (which exists), replacing an old one.
+pub fn set_mail_key(conn: &Connection, host: &str, mail_key: &str) -> Result<(), Error> {
+    conn.execute(
+        "INSERT INTO host_mail_keys (host, mail_key) VALUES (?1, ?2) \
+         ON CONFLICT (host) DO UPDATE SET mail_key = excluded.mail_key",
+        args![host, mail_key],
+    )?;
+    Ok(())
+}
+
+/// Removes the mail key of `host` (its token was revoked).
+pub fn delete_mail_key(conn: &Connection, host: &str) -> Result<(), Error> {
+    conn.execute("DELETE FROM host_mail_keys WHERE host = ?1", args![host])?;
+    Ok(())
+}
+
+/// The mail key of `host`, if it has a token made since mail ingest exists.
+pub fn mail_key(conn: &Connection, host: &str) -> Result<Option<String>, Error> {
+    Ok(conn.query_opt(
+        "SELECT k.mail_key FROM host_mail_keys k JOIN hosts h ON h.name = k.host \
+         WHERE k.host = ?1 AND h.token_sha256 IS NOT NULL",
+        args![host],
+        |r| r.text(0),
+    )?)
+}
+
+/// Whether a mailed report with this nonce was accepted before.
+pub fn nonce_seen(conn: &Connection, nonce: &str) -> Result<bool, Error> {
+    Ok(conn
+        .query_opt(
+            "SELECT 1 FROM mail_nonces WHERE nonce = ?1",
+            args![nonce],
+            |_| Ok(()),
+        )?
+        .is_some())
+}
+
+/// Records the nonce of an accepted mailed report and forgets those sent before
+/// `forget_before`; returns false when the nonce was recorded already.
+pub fn record_nonce(
+    conn: &Connection,
+    nonce: &str,
+    host: &str,
+    sent: u64,
+    received: u64,
+    forget_before: u64,
+) -> Result<bool, Error> {
+    conn.execute(
+        "DELETE FROM mail_nonces WHERE sent < ?1",
+        args![i(forget_before)],
+    )?;
+    Ok(conn.execute(
+        "INSERT INTO mail_nonces (nonce, host, sent, received) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (nonce) DO NOTHING",
+        args![nonce, host, i(sent), i(received)],
+    )? == 1)
+}
+
+/// The bodies of those reports in `ids` that belong to `host`, as (id, body), in one query:
+/// the host page needs up to four (latest, media build, the two compared) and must not cost a
+/// query each. An id of another host's report finds nothing.
+pub fn report_bodies(
+    conn: &Connection,
+    host: &str,
+    ids: &[&str],
+) -> Result<Vec<(String, String)>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement text per number of ids (at most four), each prepared once.
+    let marks: Vec<String> = (2..ids.len() + 2).map(|n| format!("?{n}")).collect();
+    let sql = format!(
+        "SELECT id, body FROM reports WHERE host = ?1 AND id IN ({})",
+        marks.join(", ")
+    );
+    let params: Vec<Param<'_>> = std::iter::once(host)
+        .chain(ids.iter().copied())
+        .map(Param::from)
+        .collect();
+    Ok(conn.query(&sql, &params, |r| Ok((r.text(0)?, r.text(1)?)))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,7 +719,7 @@ mod tests {
                 )
             })
             .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -691,6 +776,44 @@ mod tests {
         );
         assert!(db.with(|c| revoke_token(c, "new")).unwrap());
         assert!(db.with(|c| enroll(c, "new", "b", 1)).unwrap());
+    }
+
+    #[test]
+    fn mail_key_needs_a_live_token() {
+        let db = Db::memory().unwrap();
+        db.with(|c| set_token(c, "h1", "t", 1)).unwrap();
+        db.with(|c| set_mail_key(c, "h1", "k1")).unwrap();
+        db.with(|c| set_mail_key(c, "h1", "k2")).unwrap();
+        assert_eq!(
+            db.with(|c| mail_key(c, "h1")).unwrap().as_deref(),
+            Some("k2")
+        );
+        db.with(|c| revoke_token(c, "h1")).unwrap();
+        assert_eq!(db.with(|c| mail_key(c, "h1")).unwrap(), None);
+        assert_eq!(db.with(|c| mail_key(c, "nope")).unwrap(), None);
+    }
+
+    #[test]
+    fn record_nonce_once_and_forgets_old() {
+        let db = Db::memory().unwrap();
+        assert!(!db.with(|c| nonce_seen(c, "n1")).unwrap());
+        assert!(
+            db.with(|c| record_nonce(c, "n1", "h", 100, 100, 0))
+                .unwrap()
+        );
+        assert!(db.with(|c| nonce_seen(c, "n1")).unwrap());
+        assert!(
+            !db.with(|c| record_nonce(c, "n1", "h", 100, 101, 0))
+                .unwrap()
+        );
+        assert!(
+            db.with(|c| record_nonce(c, "n2", "h", 300, 300, 200))
+                .unwrap()
+        );
+        assert!(
+            !db.with(|c| nonce_seen(c, "n1")).unwrap(),
+            "older than the window"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! page. POST forms carry a CSRF token (the session's, or for the login form a double-submit
 //! cookie), and cookies are `HttpOnly; SameSite=Strict`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -327,6 +327,7 @@ fn rows(app: &AppState, hosts: Vec<db::HostRow>) -> Vec<Row> {
 pub fn sort_rows(rows: &mut [Row], column: &str, descending: bool) {
     rows.sort_by(|a, b| {
         let o = match column {
+            "host" => a.host.name.cmp(&b.host.name),
             "domain" => a.host.domain.cmp(&b.host.domain),
             "status" => a.status.cmp(&b.status),
             // Never built sorts as oldest.
@@ -470,11 +471,23 @@ pub async fn search(
     Html(pages::search(&v, &text, &r).into_string()).into_response()
 }
 
-/// `GET /host/{name}`: one host with history, network, layout and media.
+/// Query of the host page: the two reports to compare (ids), by default its last two.
+#[derive(Debug, Default, Deserialize)]
+pub struct HostQuery {
+    /// The older report.
+    pub from: Option<String>,
+    /// The newer report.
+    pub to: Option<String>,
+}
+
+/// `GET /host/{name}?from=ID&to=ID`: one host with history, network, layout tree, media and
+/// what changed between two of its reports. Three queries whatever the history's length:
+/// the host, its history, and the bodies of the (at most four) reports shown.
 pub async fn host(
     State(app): State<Arc<AppState>>,
     Extension(v): Extension<Viewer>,
     Path(name): Path<String>,
+    Query(q): Query<HostQuery>,
 ) -> Response {
     let data = app
         .db
@@ -482,19 +495,29 @@ pub async fn host(
             let Some(h) = db::host(c, &name)? else {
                 return Ok(None);
             };
-            let latest = match &h.last_report {
-                Some(id) => db::report_body(c, id)?,
-                None => None,
-            };
-            let built = match &h.ok_report {
-                Some(id) => db::report_body(c, id)?,
-                None => None,
-            };
             let history = db::reports_of(c, &h.name, 50)?;
-            Ok(Some((h, latest, built, history)))
+            // A side left out takes its default: from the second newest, to the newest.
+            let pair = match (
+                q.from.or_else(|| history.get(1).map(|r| r.id.clone())),
+                q.to.or_else(|| history.first().map(|r| r.id.clone())),
+            ) {
+                (Some(from), Some(to)) => Some((from, to)),
+                _ => None,
+            };
+            let mut ids: Vec<&str> = [h.last_report.as_deref(), h.ok_report.as_deref()]
+                .into_iter()
+                .flatten()
+                .chain(pair.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]))
+                // Report ids are SHA-256 hex like media names; anything else finds nothing.
+                .filter(|id| store::valid_name(id))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let bodies = db::report_bodies(c, &h.name, &ids)?;
+            Ok(Some((h, history, pair, bodies)))
         })
         .await;
-    let (h, latest, built, history) = match data {
+    let (h, history, pair, bodies) = match data {
         Ok(Some(d)) => d,
         Ok(None) => {
             return (
@@ -505,22 +528,42 @@ pub async fn host(
         }
         Err(e) => return internal(e),
     };
-    let parse = |b: Option<String>| b.and_then(|b| Report::from_json(b.as_bytes()).ok());
-    let latest = parse(latest);
-    let built = parse(built);
+    let reports: HashMap<String, Report> = bodies
+        .into_iter()
+        .filter_map(|(id, body)| match Report::from_json(body.as_bytes()) {
+            Ok(r) => Some((id, r)),
+            Err(e) => {
+                log::warn!("stored report {id} of {}: {e}", h.name);
+                None
+            }
+        })
+        .collect();
+    let get = |id: &Option<String>| id.as_ref().and_then(|id| reports.get(id));
+    let latest = get(&h.last_report);
     let mut media = Vec::new();
-    if let Some(b) = built.as_ref().and_then(|r| r.build.as_ref()) {
+    if let Some(b) = get(&h.ok_report).and_then(|r| r.build.as_ref()) {
         for a in &b.artefacts {
             let stored = store::valid_name(&a.sha256) && app.store.size(&a.sha256).is_some();
             media.push((a.clone(), stored));
         }
     }
-    let row = rows(&app, vec![h]).pop();
-    match row {
-        Some(row) => Html(pages::host(&v, &row, latest.as_ref(), &media, &history).into_string())
-            .into_response(),
-        None => internal("host row vanished"),
-    }
+    let compare = pair.map(|(from, to)| pages::Compare {
+        old: reports.get(&from),
+        new: reports.get(&to),
+        from,
+        to,
+    });
+    let Some(row) = rows(&app, vec![h]).pop() else {
+        return internal("host row vanished");
+    };
+    let view = pages::HostView {
+        row: &row,
+        latest,
+        media: &media,
+        history: &history,
+        compare: compare.as_ref(),
+    };
+    Html(pages::host(&v, &view).into_string()).into_response()
 }
 
 /// Query of a media download.
@@ -623,5 +666,9 @@ mod tests {
         assert_eq!(names, ["c", "b", "a"]);
         sort_rows(&mut r, "age", true);
         assert_eq!(r[0].host.name, "a");
+        // The host column itself, not only as the tie-breaker, turns round.
+        sort_rows(&mut r, "host", true);
+        let names: Vec<_> = r.iter().map(|r| r.host.name.as_str()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
     }
 }

@@ -1,17 +1,22 @@
 //! `rear-server`: the fleet server (cargo feature `server`; nothing else depends on it).
 //!
-//! Input: reports and media that hosts push over HTTP ([`api`]), a TOML configuration
-//! ([`config`]). Output: an SQLite or PostgreSQL database ([`db`], [`sql`]), a content-addressed media folder
-//! ([`store`]), a read-only web GUI behind a login ([`gui`], [`pages`]), Prometheus metrics and
-//! a Nagios check ([`status`]). `docs/server.md` describes setup and the HTTP interface.
+//! Input: reports and media that hosts push over HTTP ([`api`]) or send by mail ([`mail`],
+//! [`smtp`]), a TOML configuration ([`config`]). Output: an SQLite or PostgreSQL database
+//! ([`db`], [`sql`]), a content-addressed media folder ([`store`]), a read-only web GUI behind
+//! a login ([`gui`], [`pages`]), Prometheus metrics and a Nagios check ([`status`]).
+//! `docs/server.md` describes setup and the HTTP interface.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod diff;
 pub mod gui;
+pub mod layout_tree;
 pub mod limit;
+pub mod mail;
 pub mod pages;
+pub mod smtp;
 pub mod sql;
 pub mod status;
 pub mod store;
@@ -132,8 +137,9 @@ pub fn router(app: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM. Prints `listening on ADDR` on stdout once bound (with the
-/// real port when the configuration says port 0).
-pub async fn serve(config: Config) -> Result<(), Error> {
+/// real port when the configuration says port 0), then with `smtp` also
+/// `smtp listening on ADDR` for the SMTP receiver ([`smtp`]).
+pub async fn serve(config: Config, smtp: Option<SocketAddr>) -> Result<(), Error> {
     let addr = config.listen;
     // The PostgreSQL client blocks (it runs its own small runtime), so it is opened, and at
     // the end dropped, on a blocking thread, never on an async worker.
@@ -147,12 +153,35 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let bound = listener
         .local_addr()
         .map_err(|error| Error::Listen { addr, error })?;
+    let smtp_listener = match smtp {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| Error::Listen { addr, error })?;
+            let a = l
+                .local_addr()
+                .map_err(|error| Error::Listen { addr, error })?;
+            Some((l, a))
+        }
+        None => None,
+    };
     println!("listening on {bound}");
+    if let Some((_, a)) = &smtp_listener {
+        println!("smtp listening on {a}");
+    }
     {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     }
     log::info!("rear-server listening on {bound}");
+    // The SMTP receiver stops when the HTTP server has shut down (the sender is dropped).
+    let (stop_smtp, stopped) = tokio::sync::oneshot::channel::<()>();
+    let smtp_task = smtp_listener.map(|(l, a)| {
+        log::info!("rear-server accepting mail by SMTP on {a}");
+        tokio::spawn(smtp::serve(l, Arc::clone(&app), async move {
+            let _ = stopped.await;
+        }))
+    });
     let served = axum::serve(
         listener,
         router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>(),
@@ -160,8 +189,24 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     .with_graceful_shutdown(shutdown())
     .await
     .map_err(|error| Error::Listen { addr: bound, error });
+    // Every SMTP session has ended once its task has, so `app` is the last handle here.
+    drop(stop_smtp);
+    if let Some(t) = smtp_task {
+        let _ = t.await;
+    }
     let _ = tokio::task::spawn_blocking(move || drop(app)).await;
     served
+}
+
+/// `rear-server ingest-mail`: checks and stores the report in one message (read by the
+/// caller from stdin).
+pub fn ingest_mail(config: &Config, raw: &[u8]) -> Result<mail::Accepted, mail::Refusal> {
+    let db = open_db(config).map_err(|e| mail::Refusal::Unavailable(e.to_string()))?;
+    let result = db
+        .with(|c| Ok(mail::ingest(c, config, raw, now())))
+        .unwrap_or_else(|e| Err(e.into()));
+    mail::log_outcome("ingest-mail", &result);
+    result
 }
 
 async fn shutdown() {
@@ -192,14 +237,28 @@ pub fn token_add(config: &Config, host: &str) -> Result<String, Error> {
     let db = open_db(config)?;
     let token = auth::new_token()?;
     let sha = auth::token_hash(&token);
-    db.with(|c| db::set_token(c, host, &sha, now()))?;
+    let mail_key = crate::mail::mail_key_hex(&token);
+    db.with(|c| {
+        let tx = c.transaction()?;
+        db::set_token(&tx, host, &sha, now())?;
+        db::set_mail_key(&tx, host, &mail_key)?;
+        tx.commit()?;
+        Ok(())
+    })?;
     Ok(token)
 }
 
 /// `rear-server token revoke HOST`: the host's token stops working; its reports stay.
 pub fn token_revoke(config: &Config, host: &str) -> Result<(), Error> {
     let db = open_db(config)?;
-    if db.with(|c| db::revoke_token(c, host))? {
+    let known = db.with(|c| {
+        let tx = c.transaction()?;
+        let known = db::revoke_token(&tx, host)?;
+        db::delete_mail_key(&tx, host)?;
+        tx.commit()?;
+        Ok(known)
+    })?;
+    if known {
         Ok(())
     } else {
         Err(Error::UnknownHost(host.to_string()))

@@ -9,8 +9,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::auth::Viewer;
 use super::db::{HostRow, ReportRow};
 use super::status::{Counts, Status};
+use super::{diff, layout_tree};
 use crate::build::human;
-use crate::report::{Artefact, Report};
+use crate::report::{Artefact, Filesystem, LayoutSummary, Report};
 
 /// One host line of a table.
 #[derive(Debug, Clone)]
@@ -50,7 +51,11 @@ header a{color:#fff}header form{margin:0}main{padding:1em}\
 table{border-collapse:collapse;margin:.5em 0}th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}td.num{text-align:right}code{font-size:12px}\
 .ok{color:#175f17;font-weight:600}.stale{color:#8a5a00;font-weight:600}.failed{color:#a00;font-weight:600}\
-.err{color:#a00}.muted{color:#777}nav.pages{margin:.5em 0}";
+.err{color:#a00}.muted{color:#777}nav.pages{margin:.5em 0}\
+ul.tree,ul.tree ul{list-style:none;margin:0;padding-left:1.2em}ul.tree{padding-left:0}\
+ul.tree ul{border-left:1px solid #ccc}ul.tree li{padding:.1em 0}\
+form.login label{display:flex;width:20em;justify-content:space-between;align-items:center}\
+td.before{background:#fdecec}td.after{background:#e9f7e9}form.compare{margin:.5em 0}";
 
 /// Percent-encodes `s` for a URL query value or path segment (RFC 3986 unreserved kept).
 pub fn encode(s: &str) -> String {
@@ -138,7 +143,7 @@ pub fn login(csrf: &str, next: &str, error: Option<&str>) -> Markup {
         None,
         html! {
             @if let Some(e) = error { p.err { (e) } }
-            form method="post" action="/login" {
+            form.login method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="next" value=(next);
                 p { label { "User " input type="text" name="user" autocomplete="username" required; } }
@@ -316,50 +321,190 @@ pub fn search(viewer: &Viewer, q: &str, rows: &[Row]) -> Markup {
     )
 }
 
-/// One host: status, facts, media, network, layout and history.
-pub fn host(
-    viewer: &Viewer,
-    row: &Row,
-    latest: Option<&Report>,
-    media: &[(Artefact, bool)],
-    history: &[ReportRow],
-) -> Markup {
+/// Two reports of a host to compare, as asked (ids) and as found.
+#[derive(Debug)]
+pub struct Compare<'a> {
+    /// Id of the older report.
+    pub from: String,
+    /// Id of the newer report.
+    pub to: String,
+    /// The older report, `None` when it is no report of this host.
+    pub old: Option<&'a Report>,
+    /// The newer report, `None` when it is no report of this host.
+    pub new: Option<&'a Report>,
+}
+
+/// What the host page shows.
+#[derive(Debug)]
+pub struct HostView<'a> {
+    /// The host and its status.
+    pub row: &'a Row,
+    /// Its newest report.
+    pub latest: Option<&'a Report>,
+    /// The artefacts of its last successful build, and whether each is stored here.
+    pub media: &'a [(Artefact, bool)],
+    /// Its newest reports, newest first.
+    pub history: &'a [ReportRow],
+    /// The two reports to compare; `None` when the host has fewer than two.
+    pub compare: Option<&'a Compare<'a>>,
+}
+
+fn result_word(r: &ReportRow) -> &'static str {
+    match r.build_ok {
+        Some(true) => "ok",
+        Some(false) => "failed",
+        None => "no build",
+    }
+}
+
+fn filesystems(list: &[&Filesystem]) -> Markup {
+    html! {
+        @for f in list {
+            li { code { (f.mountpoint) } " " span.muted { (f.fstype) } }
+        }
+    }
+}
+
+/// The layout as a tree: disks, partitions, mounted file systems.
+fn layout_tree(layout: &LayoutSummary) -> Markup {
+    let t = layout_tree::tree(layout);
+    html! {
+        @if t.disks.is_empty() && t.other.is_empty() {
+            p.muted { "No disks reported." }
+        }
+        ul.tree {
+            @for d in &t.disks {
+                li {
+                    strong { (d.disk.name) } " " (human(d.disk.size_bytes))
+                    @if !d.disk.model.is_empty() { ", " (d.disk.model) }
+                    @if !d.disk.serial.is_empty() { ", serial " code { (d.disk.serial) } }
+                    @if !d.filesystems.is_empty() || !d.partitions.is_empty() {
+                        ul {
+                            (filesystems(&d.filesystems))
+                            @for p in &d.partitions {
+                                li { (p.name) ul { (filesystems(&p.filesystems)) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !t.other.is_empty() {
+                li {
+                    strong { "Other devices" } " " span.muted { "(device mapper, RAID, LVM)" }
+                    ul {
+                        @for f in &t.other {
+                            li { (f.device) ul { (filesystems(&[*f])) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn report_options(history: &[ReportRow], selected: &str) -> Markup {
+    html! {
+        @for r in history {
+            option value=(r.id) selected[r.id == selected] {
+                (fmt_time(r.created)) " – " (result_word(r))
+            }
+        }
+    }
+}
+
+/// What changed between two reports, with a form to pick them (a GET form: no script).
+fn changes(host: &str, history: &[ReportRow], c: Option<&Compare<'_>>) -> Markup {
+    let action = format!("/host/{}#changes", encode(host));
+    html! {
+        h2 id="changes" { "Changes" }
+        @match c {
+            None => p.muted { "Fewer than two reports: nothing to compare." },
+            Some(c) => {
+                form.compare method="get" action=(action) {
+                    label { "From " select name="from" { (report_options(history, &c.from)) } }
+                    " " label { "to " select name="to" { (report_options(history, &c.to)) } }
+                    " " button { "Compare" }
+                }
+                @match (c.old, c.new) {
+                    (Some(old), Some(new)) => {
+                        @let list = diff::diff(old, new);
+                        p {
+                            "From the report of " (fmt_time(old.created))
+                            " to the report of " (fmt_time(new.created)) ": "
+                            @match list.len() { 0 => "no changes.", 1 => "1 change.", n => { (n) " changes." } }
+                        }
+                        @if !list.is_empty() {
+                            table.diff {
+                                thead { tr { th { "Area" } th { "Item" } th { "Before" } th { "After" } } }
+                                tbody {
+                                    @for ch in &list {
+                                        tr {
+                                            td { (ch.area.word()) }
+                                            // A one-item area (Kernel, OS) needs no item name.
+                                            td { @if ch.item != ch.area.word() { (ch.item) } }
+                                            @match &ch.before { Some(b) => td.before { (b) }, None => td.muted { "(none)" } }
+                                            @match &ch.after { Some(a) => td.after { (a) }, None => td.muted { "(removed)" } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        p.err {
+                            "Report "
+                            @if c.old.is_none() { code { (c.from) } } @else { code { (c.to) } }
+                            " is not a report of this host."
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One host: status, facts, media, network, layout tree, changes and history.
+pub fn host(viewer: &Viewer, v: &HostView<'_>) -> Markup {
+    let row = v.row;
     let h = &row.host;
+    let here = format!("/host/{}", encode(&h.name));
     page(
         Some(viewer),
         &h.name,
         None,
         html! {
             table {
-                tr { th { "Status" } (status_cell(row.status)) td { (row.status.reason()) } }
-                tr { th { "Domain" } td colspan="2" { (h.domain) } }
-                tr { th { "OS" } td colspan="2" { (h.os) } }
-                tr { th { "Kernel" } td colspan="2" { (h.kernel) } }
-                tr { th { "Tags" } td colspan="2" { @for t in &h.tags { a href={ "/?tag=" (encode(t)) } { (t) } " " } } }
-                tr { th { "Last report" } td colspan="2" { @if let Some(t) = h.last_created { (fmt_time(t)) } } }
-                tr { th { "Media built" } td colspan="2" {
+                tr { th { "Status" } td {
+                    span class=(row.status.word()) { (row.status.word()) } " " span.muted { "(" (row.status.reason()) ")" }
+                } }
+                tr { th { "Domain" } td { (h.domain) } }
+                tr { th { "OS" } td { (h.os) } }
+                tr { th { "Kernel" } td { (h.kernel) } }
+                tr { th { "Tags" } td { @for t in &h.tags { a href={ "/?tag=" (encode(t)) } { (t) } " " } } }
+                tr { th { "Last report" } td { @if let Some(t) = h.last_created { (fmt_time(t)) } } }
+                tr { th { "Media built" } td {
                     @if let Some(t) = h.ok_created { (fmt_time(t)) } @else { span.muted { "never" } }
                 } }
-                @if let Some(r) = latest {
-                    tr { th { "Boot mode" } td colspan="2" { (format!("{:?}", r.boot_mode).to_uppercase()) } }
-                    tr { th { "Hardware" } td colspan="2" {
+                @if let Some(r) = v.latest {
+                    tr { th { "Boot mode" } td { (format!("{:?}", r.boot_mode).to_uppercase()) } }
+                    tr { th { "Hardware" } td {
                         (r.hardware.vendor) " " (r.hardware.product)
                         @if !r.hardware.serial.is_empty() { ", serial " (r.hardware.serial) }
                         ", " (r.hardware.cpus) " × " (r.hardware.cpu_model) ", " (human(r.hardware.memory_bytes)) " RAM"
                     } }
-                    tr { th { "Tool version" } td colspan="2" { (r.tool_version) } }
+                    tr { th { "Tool version" } td { (r.tool_version) } }
                 }
             }
             h2 { "Media" }
-            @if media.is_empty() { p.muted { "No successful build reported." } } @else {
-                table {
+            @if v.media.is_empty() { p.muted { "No successful build reported." } } @else {
+                table.media {
                     thead { tr { th { "File" } th { "Size" } th { "SHA-256" } } }
                     tbody {
-                        @for (a, stored) in media {
+                        @for (a, stored) in v.media {
                             tr {
                                 td {
                                     @if *stored {
-                                        a href={ "/media/" (a.sha256) "?name=" (encode(&a.name)) } { (a.name) }
+                                        a href={ "/media/" (a.sha256) "?name=" (encode(&a.name)) } download=(a.name) { (a.name) }
                                     } @else { (a.name) " " span.muted { "(not uploaded)" } }
                                 }
                                 td.num { (human(a.size)) }
@@ -368,45 +513,42 @@ pub fn host(
                         }
                     }
                 }
+                p.muted { "Check a download with " code { "sha256sum -c" } " against the SHA-256 above." }
             }
-            @if let Some(r) = latest {
+            @if let Some(r) = v.latest {
                 h2 { "Network" }
-                table {
-                    thead { tr { th { "Interface" } th { "MAC" } th { "Addresses" } } }
-                    tbody {
-                        @for n in &r.network {
-                            tr { td { (n.name) } td { code { (n.mac) } } td { @for a in &n.addresses { code { (a) } br; } } }
+                @if r.network.is_empty() { p.muted { "No interfaces reported." } } @else {
+                    table.network {
+                        thead { tr { th { "Interface" } th { "MAC" } th { "Addresses" } } }
+                        tbody {
+                            @for n in &r.network {
+                                tr { td { (n.name) } td { code { (n.mac) } } td { @for a in &n.addresses { code { (a) } br; } } }
+                            }
                         }
                     }
                 }
                 h2 { "Layout" }
-                table {
-                    thead { tr { th { "Disk" } th { "Size" } th { "Model" } th { "Serial" } } }
-                    tbody {
-                        @for d in &r.layout.disks {
-                            tr { td { (d.name) } td.num { (human(d.size_bytes)) } td { (d.model) } td { code { (d.serial) } } }
-                        }
-                    }
-                }
-                table {
-                    thead { tr { th { "Mount point" } th { "Device" } th { "Type" } } }
-                    tbody {
-                        @for f in &r.layout.filesystems {
-                            tr { td { (f.mountpoint) } td { (f.device) } td { (f.fstype) } }
-                        }
-                    }
-                }
+                (layout_tree(&r.layout))
             }
+            (changes(&h.name, v.history, v.compare))
             h2 { "History" }
-            table {
-                thead { tr { th { "Made" } th { "Received" } th { "Result" } th { "Error" } } }
+            table.history {
+                thead { tr { th { "Made" } th { "Received" } th { "Result" } th { "Error" } th { "Changes" } } }
                 tbody {
-                    @for r in history {
+                    @for (i, r) in v.history.iter().enumerate() {
                         tr {
-                            td { (fmt_time(r.created)) }
+                            td {
+                                (fmt_time(r.created))
+                                @if h.ok_report.as_deref() == Some(r.id.as_str()) { " " span.muted { "(media)" } }
+                            }
                             td { (fmt_time(r.received)) }
                             (result_cell(r))
                             td.err { (r.error.as_deref().unwrap_or("")) }
+                            td {
+                                @if let Some(older) = v.history.get(i + 1) {
+                                    a href={ (here) "?from=" (older.id) "&to=" (r.id) "#changes" } { "vs. previous" }
+                                }
+                            }
                         }
                     }
                 }
@@ -454,9 +596,81 @@ mod tests {
             status: Status::Ok,
             media_age: None,
         };
-        let html = host(&v, &row, None, &[], &[]).into_string();
+        let view = HostView {
+            row: &row,
+            latest: None,
+            media: &[],
+            history: &[],
+            compare: None,
+        };
+        let html = host(&v, &view).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains("&lt;u&gt;"));
+    }
+
+    #[test]
+    fn host_escapes_layout_network_and_changes() {
+        let v = Viewer {
+            user: "u".into(),
+            csrf: None,
+        };
+        let row = Row {
+            host: HostRow {
+                name: "h".into(),
+                ..Default::default()
+            },
+            status: Status::Ok,
+            media_age: None,
+        };
+        let old: Report =
+            Report::from_json(include_str!("../../tests/fixtures/report-v1.json").as_bytes())
+                .unwrap();
+        let mut new = old.clone();
+        new.kernel = "<b>6.2</b>".into();
+        new.network[0].name = "<i>eth1".into();
+        new.layout.filesystems[0].mountpoint = "/<img src=x>".into();
+        let history = [ReportRow {
+            id: "\"><x".into(),
+            host: "h".into(),
+            received: 0,
+            created: 0,
+            build_ok: None,
+            error: Some("<e>".into()),
+        }];
+        let compare = Compare {
+            from: "a".into(),
+            to: "b".into(),
+            old: Some(&old),
+            new: Some(&new),
+        };
+        let view = HostView {
+            row: &row,
+            latest: Some(&new),
+            media: &[],
+            history: &history,
+            compare: Some(&compare),
+        };
+        let html = host(&v, &view).into_string();
+        for raw in ["<b>", "<i>", "<img", "<e>", "\"><x"] {
+            assert!(!html.contains(raw), "{raw} unescaped in {html}");
+        }
+        assert!(html.contains("&lt;b&gt;6.2&lt;/b&gt;"), "{html}");
+        assert!(html.contains("<td class=\"after\">&lt;b&gt;6.2"), "{html}");
+        assert!(html.contains("&lt;i&gt;eth1"), "{html}");
+    }
+
+    #[test]
+    fn host_layout_tree_nests_partitions() {
+        let r: Report =
+            Report::from_json(include_str!("../../tests/fixtures/report-v1.json").as_bytes())
+                .unwrap();
+        let html = layout_tree(&r.layout).into_string();
+        let disk = html.find("nvme0n1</strong>").unwrap();
+        let p1 = html
+            .find("<li>nvme0n1p1<ul><li><code>/boot/efi</code>")
+            .unwrap();
+        let p2 = html.find("<li>nvme0n1p2<ul><li><code>/</code>").unwrap();
+        assert!(disk < p1 && p1 < p2, "{html}");
     }
 }

@@ -9,6 +9,7 @@ mod kmod_util;
 mod build_errors;
 mod build_fake;
 mod build_host;
+mod layout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

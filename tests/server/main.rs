@@ -1,12 +1,16 @@
 //! rear-server end to end: the real binary on 127.0.0.1 (port chosen by the kernel), real HTTP
 //! requests with a blocking client. Only the loopback address is ever used.
 //!
-//! Every test runs twice, on SQLite and on PostgreSQL (a private cluster, see [`pg`]): a test is
-//! a function of the [`Backend`], and [`on_both!`] makes the two `#[test]`s, `NAME::sqlite` and
-//! `NAME::postgres`.
+//! The server tests and the mail tests ([`mail`]) run twice, on SQLite and on PostgreSQL (a
+//! private cluster, see [`pg`]): a test is a function of the [`Backend`], and [`on_both!`]
+//! makes the two `#[test]`s, `NAME::sqlite` and `NAME::postgres`. The browser ([`browser`])
+//! and rear-mkimage ([`mkimage`]) tests drive clients of the same HTTP interface and run on
+//! SQLite only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod pg;
+mod webdriver;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
@@ -15,6 +19,9 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+
+#[path = "../../src/testutil/elf.rs"]
+mod elf_util;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
 const ENROLL: &str = "enroll-0123456789abcdef";
@@ -38,15 +45,19 @@ macro_rules! on_both {
         mod $name {
             #[test]
             fn sqlite() {
-                super::$name(super::Backend::Sqlite)
+                super::$name($crate::Backend::Sqlite)
             }
             #[test]
             fn postgres() {
-                super::$name(super::Backend::Postgres)
+                super::$name($crate::Backend::Postgres)
             }
         }
     )*};
 }
+
+// After on_both!, which mail.rs uses too.
+mod mail;
+mod mkimage;
 
 /// A running server with its own database and media folder; killed on drop.
 struct Server {
@@ -79,6 +90,16 @@ impl Server {
 
     /// A server on `backend` whose configuration has `extra` appended.
     fn with(backend: Backend, extra: &str) -> Server {
+        Server::spawn(backend, extra, false).0
+    }
+
+    /// A server on `backend` that also listens for SMTP; returns it and the SMTP address.
+    fn with_smtp(backend: Backend, extra: &str) -> (Server, String) {
+        let (s, smtp) = Server::spawn(backend, extra, true);
+        (s, smtp.unwrap())
+    }
+
+    fn spawn(backend: Backend, extra: &str, smtp: bool) -> (Server, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         let database = match backend {
@@ -102,29 +123,61 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(&config).arg("serve");
+        if smtp {
+            cmd.args(["--smtp", "127.0.0.1:0"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
+        let smtp_addr = smtp.then(|| {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            l.trim()
+                .strip_prefix("smtp listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {l:?}"))
+                .to_string()
+        });
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            config,
-            _dir: dir,
-        }
+        (
+            Server {
+                child,
+                base: format!("http://{addr}"),
+                config,
+                _dir: dir,
+            },
+            smtp_addr,
+        )
+    }
+
+    /// The number of stored reports, from `/metrics`.
+    fn report_count(&self) -> u64 {
+        let mut r = agent()
+            .get(&self.url("/metrics"))
+            .header("Authorization", &format!("Bearer {METRICS}"))
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("rear_reports "))
+            .unwrap_or_else(|| panic!("no rear_reports in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// `GET /api/v1/hosts` as admin.
+    fn hosts(&self) -> Value {
+        let cookie = self.login();
+        let (code, body, _) = self.get("/api/v1/hosts", Some(&cookie));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     fn url(&self, path: &str) -> String {
@@ -437,6 +490,86 @@ fn login_is_rate_limited(b: Backend) {
     assert_eq!(attempt("user9", "wrong", "203.0.113.99").0, 401);
 }
 
+fn host_page_shows_tree_and_changes_between_reports(b: Backend) {
+    let s = Server::start(b);
+    let t = s.token("web01");
+    let other = s.token("db01");
+    let (_, first) = s.post_report(&t, &report("web01", 120, None));
+    let mut v: Value = serde_json::from_str(&report("web01", 60, None)).unwrap();
+    v["kernel"] = json!("6.1.0-10-amd64");
+    v["layout"]["disks"].as_array_mut().unwrap().push(
+        json!({"name": "sdb", "size_bytes": 2000000000u64, "model": "Spare <b>", "serial": "SP1"}),
+    );
+    v["network"][0]["addresses"] = json!(["192.0.2.99/24"]);
+    let (_, second) = s.post_report(&t, &v.to_string());
+    let (_, third) = s.post_report(&t, &report("web01", 0, Some("disk full")));
+    let (_, foreign) = s.post_report(&other, &report("db01", 0, None));
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+    let cookie = s.login();
+
+    // Default: the last two reports (second -> third): the failure, and the kernel back.
+    let (code, html, _) = s.get("/host/web01", Some(&cookie));
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("<li>nvme0n1p1<ul><li><code>/boot/efi</code>"),
+        "{html}"
+    );
+    assert!(html.contains("failed: disk full"), "{html}");
+    assert!(html.contains("6.1.0-10-amd64"), "{html}");
+    assert!(
+        html.contains(&format!("option value=\"{}\" selected", id(&second))),
+        "{html}"
+    );
+    // Chosen by query: first -> second shows the kernel, the new disk and the new address.
+    let (code, html, _) = s.get(
+        &format!("/host/web01?from={}&to={}", id(&first), id(&second)),
+        Some(&cookie),
+    );
+    assert_eq!(code, 200);
+    for want in [
+        "<td class=\"before\">6.1.0-9-amd64</td><td class=\"after\">6.1.0-10-amd64</td>",
+        "<td>sdb</td><td class=\"muted\">(none)</td>",
+        "Spare &lt;b&gt;",
+        "192.0.2.99/24",
+    ] {
+        assert!(html.contains(want), "{want} not in {html}");
+    }
+    assert!(!html.contains("failed: disk full"), "{html}");
+    // The history links each report to its predecessor's diff.
+    assert!(
+        html.contains(&format!(
+            "?from={}&amp;to={}#changes",
+            id(&second),
+            id(&third)
+        )),
+        "{html}"
+    );
+    // One side only: the other takes its default (here: the newest).
+    let (_, html, _) = s.get(&format!("/host/web01?from={}", id(&first)), Some(&cookie));
+    assert!(html.contains("failed: disk full"), "{html}");
+    assert!(!html.contains("<td>sdb</td>"), "{html}");
+    // Another host's report, or no report id at all, is not shown.
+    for from in [id(&foreign), "../../etc".to_string(), "X".repeat(64)] {
+        let (code, html, _) = s.get(
+            &format!(
+                "/host/web01?from={}&to={}",
+                rear::server::pages::encode(&from),
+                id(&third)
+            ),
+            Some(&cookie),
+        );
+        assert_eq!(code, 200);
+        assert!(
+            html.contains("is not a report of this host"),
+            "{from}: {html}"
+        );
+        assert!(!html.contains("<table class=\"diff\">"), "{html}");
+    }
+    // A host with one report has nothing to compare.
+    let (_, html, _) = s.get("/host/db01", Some(&cookie));
+    assert!(html.contains("nothing to compare"), "{html}");
+}
+
 fn wrong_password_is_refused(b: Backend) {
     let s = Server::start(b);
     let (cookie, csrf) = s.login_form();
@@ -620,4 +753,5 @@ on_both!(
     token_add_rejects_bad_names,
     api_without_login_is_a_json_401,
     login_is_rate_limited,
+    host_page_shows_tree_and_changes_between_reports,
 );
