@@ -16,14 +16,15 @@ ENSURE := .ci/ensure-packages
 BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
 	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
 # Needed by the tests: QEMU and firmware, the real tools the tests compare against,
-# python3 (its smtplib is the SMTP client of the mail tests), and headless Chromium with its
-# WebDriver for the GUI tests (tests/server/browser.rs).
+# python3 (its smtplib is the SMTP client of the mail tests), headless Chromium with its
+# WebDriver for the GUI tests (tests/server/browser.rs), and PostgreSQL (the server tests
+# start a private cluster of it).
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
 	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
-	python3 chromium chromium-driver debootstrap qemu-utils
+	python3 chromium chromium-driver postgresql debootstrap qemu-utils
 
-.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
+.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
 
 all: build
 
@@ -79,6 +80,10 @@ bench: build
 	bench/initrd.sh
 	bench/iso.sh
 	bench/boot.sh
+
+# rear-server with 10,000 hosts on SQLite: seed, ingest over HTTP, page times (not a test).
+bench-server:
+	bench/server.sh
 
 clean:
 	$(CARGO) clean

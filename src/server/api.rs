@@ -38,6 +38,15 @@ pub fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
+/// The answer of a JSON API route to a request without a login: 401 with a JSON error, not the
+/// GUI's redirect to the login page, which a script would follow to an HTML form.
+pub fn login_required() -> Response {
+    answer(
+        StatusCode::UNAUTHORIZED,
+        json!({ "error": "not logged in: send the session cookie of a login (POST /login) or come through a trusted proxy" }),
+    )
+}
+
 /// A failure of the server itself: logged, answered without details.
 pub fn internal(e: impl std::fmt::Display) -> Response {
     log::error!("{e}");
@@ -49,11 +58,7 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 
 /// `GET /healthz`: the server runs and its database answers.
 pub async fn healthz(State(app): State<Arc<AppState>>) -> Response {
-    match app
-        .db
-        .run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-        .await
-    {
+    match app.db.run(|c| db::ping(c)).await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             log::error!("healthz: {e}");

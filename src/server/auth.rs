@@ -114,6 +114,18 @@ pub fn proxy_user(config: &Config, peer: IpAddr, header: Option<&str>) -> Option
         .then(|| user.to_string())
 }
 
+/// The client's address: the peer's, or when the peer is a trusted proxy, the last address in
+/// its `X-Forwarded-For` header (the one that proxy added; earlier ones the client may forge).
+pub fn client_addr(config: &Config, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    if !config.trusted_proxies.iter().any(|n| n.contains(peer)) {
+        return peer;
+    }
+    forwarded_for
+        .and_then(|h| h.rsplit(',').next())
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 /// Whether `name` can be a host name: 1 to 253 of letters, digits, `-`, `_` and `.`, not
 /// starting with `.` or `-`.
 pub fn valid_host_name(name: &str) -> bool {
@@ -171,6 +183,20 @@ mod tests {
         assert_eq!(
             proxy_user(&c, "10.0.0.1".parse().unwrap(), Some("a\nb")),
             None
+        );
+    }
+
+    #[test]
+    fn client_addr_believes_only_trusted_proxies() {
+        let c = Config::parse("trusted_proxies = [\"10.0.0.1\"]", Path::new("c")).unwrap();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let xff = Some("198.51.100.9, 203.0.113.5");
+        assert_eq!(client_addr(&c, ip("10.0.0.1"), xff), ip("203.0.113.5"));
+        assert_eq!(client_addr(&c, ip("10.0.0.2"), xff), ip("10.0.0.2"));
+        assert_eq!(client_addr(&c, ip("10.0.0.1"), None), ip("10.0.0.1"));
+        assert_eq!(
+            client_addr(&c, ip("10.0.0.1"), Some("junk")),
+            ip("10.0.0.1")
         );
     }
 

@@ -46,6 +46,88 @@ pub enum Error {
 pub enum Database {
     /// An SQLite file (`sqlite:///var/lib/rear-server/rear.db` or a plain path).
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://user:password@host:port/dbname`).
+    Postgres(PgUrl),
+}
+
+impl std::fmt::Display for Database {
+    /// The URL as messages and logs show it: never with a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            Database::Postgres(u) => f.write_str(u.shown()),
+        }
+    }
+}
+
+/// A `postgres://` URL, checked at parse time. It keeps the password for connecting but shows
+/// only the URL without it (in `Display`, `Debug` and every error), so a password in the
+/// configuration never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl {
+    url: String,
+    shown: String,
+}
+
+impl PgUrl {
+    /// Parses and checks a `postgres://` or `postgresql://` URL.
+    pub fn parse(url: &str) -> Result<PgUrl, String> {
+        let shown = redact(url);
+        url.parse::<postgres::Config>()
+            .map_err(|e| format!("{shown:?} is not a PostgreSQL URL: {e}"))?;
+        Ok(PgUrl {
+            url: url.to_string(),
+            shown,
+        })
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn secret(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL without a password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgUrl({:?})", self.shown)
+    }
+}
+
+/// `url` without the password of its user part (`user:pw@` becomes `user@`) and without a
+/// `password=` query parameter; both are the forms libpq's URLs allow.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{hosts}")
+        }
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((p, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p}?{}", kept.join("&"))
+            }
+        }
+        None => path.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// A network of trusted reverse proxies, such as `127.0.0.1/32` or `::1`.
@@ -270,11 +352,11 @@ impl Config {
     }
 }
 
-/// `sqlite:///abs/path`, `sqlite:relative/path` or a plain path; `postgres://` is named as not
-/// supported yet.
+/// `postgres://...` (or `postgresql://`), `sqlite:///abs/path`, `sqlite:relative/path` or a
+/// plain path.
 pub fn parse_database(s: &str) -> Result<Database, String> {
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported yet; use an SQLite path".into());
+        return PgUrl::parse(s).map(Database::Postgres);
     }
     let path = s
         .strip_prefix("sqlite://")
@@ -328,12 +410,29 @@ mod tests {
             parse_database("rel.db"),
             Ok(Database::Sqlite("rel.db".into()))
         );
-        assert!(
-            parse_database("postgres://h/db")
-                .unwrap_err()
-                .contains("PostgreSQL")
-        );
+        let pg = parse_database("postgres://rear:s3cret@127.0.0.1:5433/rear").unwrap();
+        assert_eq!(pg.to_string(), "postgres://rear@127.0.0.1:5433/rear");
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        match &pg {
+            Database::Postgres(u) => assert!(u.secret().contains("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        let e = parse_database("postgres://u:pw@h:notaport/db").unwrap_err();
+        assert!(e.contains("postgres://u@h:notaport/db"), "{e}");
+        assert!(!e.contains("pw"), "{e}");
         assert!(parse_database("mysql://x").is_err());
+    }
+
+    #[test]
+    fn redact_drops_passwords() {
+        assert_eq!(redact("postgres://u:p@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://u@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(
+            redact("postgresql://h/db?user=u&password=p&sslmode=disable"),
+            "postgresql://h/db?user=u&sslmode=disable"
+        );
+        assert_eq!(redact("postgres://u:p:q@h"), "postgres://u@h");
+        assert_eq!(redact("postgres://h?password=p"), "postgres://h");
     }
 
     #[test]

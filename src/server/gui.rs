@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
@@ -93,10 +94,14 @@ pub async fn identify(State(app): State<Arc<AppState>>, mut req: Request, next: 
     resp
 }
 
-/// Middleware on GUI routes: strangers get a redirect to the login page.
+/// Middleware on GUI routes: strangers get a redirect to the login page, or on the JSON API a
+/// 401 with a JSON error.
 pub async fn require(req: Request, next: Next) -> Response {
     if req.extensions().get::<Viewer>().is_some() {
         return next.run(req).await;
+    }
+    if req.uri().path().starts_with("/api/") {
+        return super::api::login_required();
     }
     let back = req
         .uri()
@@ -161,9 +166,11 @@ pub struct LoginForm {
     next: String,
 }
 
-/// `POST /login`: checks the double-submit CSRF cookie, then the password.
+/// `POST /login`: checks the double-submit CSRF cookie, the rate limit
+/// ([`super::limit`]), then the password.
 pub async fn login(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -172,6 +179,26 @@ pub async fn login(
         return forbidden_csrf();
     }
     let next = safe_next(Some(&f.next));
+    let addr = auth::client_addr(
+        &app.config,
+        peer.ip(),
+        header_str(&headers, "x-forwarded-for"),
+    );
+    // Checked before the password, so a blocked attempt costs no argon2 work and tells nothing.
+    if let Some(wait) = app.logins.blocked(&f.user, addr, Instant::now()) {
+        log::warn!(
+            "login for user {:?} from {addr} refused: too many failures",
+            f.user
+        );
+        let secs = wait.as_secs().max(1);
+        let message = format!(
+            "Too many failed logins for this user or from this address. Try again in {secs} seconds."
+        );
+        let mut r = login_page(&app, StatusCode::TOO_MANY_REQUESTS, &next, Some(&message));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
     let hash = app
         .config
         .users
@@ -188,7 +215,8 @@ pub async fn login(
         .unwrap_or(false)
         && known;
     if !ok {
-        log::warn!("failed login for user {:?}", f.user);
+        app.logins.failed(&f.user, addr, Instant::now());
+        log::warn!("failed login for user {:?} from {addr}", f.user);
         return login_page(
             &app,
             StatusCode::UNAUTHORIZED,
@@ -210,6 +238,7 @@ pub async fn login(
     {
         return internal(e);
     }
+    app.logins.succeeded(&f.user, addr);
     log::info!("user {} logged in", f.user);
     let mut r = Redirect::to(&next).into_response();
     let h = r.headers_mut();
@@ -339,11 +368,7 @@ pub async fn overview(
         .unwrap_or("host");
     let desc = q.dir.as_deref() == Some("desc");
     sort_rows(&mut all, column, desc);
-    let counts = status::counts(
-        &all.iter().map(|r| r.host.clone()).collect::<Vec<_>>(),
-        now(),
-        app.config.max_age,
-    );
+    let counts = status::tally(all.iter().map(|r| r.status));
     let pages_total = all.len().div_ceil(PAGE_SIZE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages_total);
     let shown: Vec<Row> = all

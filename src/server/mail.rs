@@ -8,9 +8,9 @@
 //! (RFC 5321 section 4.2, RFC 3463 enhanced codes).
 
 use mail_parser::{MessageParser, MimeHeaders as _};
-use rusqlite::Connection;
 
 use super::config::Config;
+use super::sql::Connection;
 use super::{auth, db};
 use crate::mail::{self, Signature};
 use crate::report::Report;

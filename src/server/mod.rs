@@ -1,9 +1,10 @@
 //! `rear-server`: the fleet server (cargo feature `server`; nothing else depends on it).
 //!
-//! Input: reports and media that hosts push over HTTP ([`api`]), a TOML configuration
-//! ([`config`]). Output: an SQLite database ([`db`]), a content-addressed media folder
-//! ([`store`]), a read-only web GUI behind a login ([`gui`], [`pages`]), Prometheus metrics and
-//! a Nagios check ([`status`]). `docs/server.md` describes setup and the HTTP interface.
+//! Input: reports and media that hosts push over HTTP ([`api`]) or send by mail ([`mail`],
+//! [`smtp`]), a TOML configuration ([`config`]). Output: an SQLite or PostgreSQL database
+//! ([`db`], [`sql`]), a content-addressed media folder ([`store`]), a read-only web GUI behind
+//! a login ([`gui`], [`pages`]), Prometheus metrics and a Nagios check ([`status`]).
+//! `docs/server.md` describes setup and the HTTP interface.
 
 pub mod api;
 pub mod auth;
@@ -12,9 +13,11 @@ pub mod db;
 pub mod diff;
 pub mod gui;
 pub mod layout_tree;
+pub mod limit;
 pub mod mail;
 pub mod pages;
 pub mod smtp;
+pub mod sql;
 pub mod status;
 pub mod store;
 
@@ -27,7 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
 
-use config::{Config, Database};
+use config::Config;
 use db::Db;
 use store::MediaStore;
 
@@ -71,6 +74,8 @@ pub struct AppState {
     pub db: Arc<Db>,
     /// The media store.
     pub store: MediaStore,
+    /// Failed logins per user and address.
+    pub logins: limit::LoginLimiter,
 }
 
 /// Seconds since 1970 now.
@@ -83,16 +88,19 @@ pub fn now() -> u64 {
 
 /// Opens the configured database (creating and migrating it).
 pub fn open_db(config: &Config) -> Result<Db, Error> {
-    match &config.database {
-        Database::Sqlite(path) => Ok(Db::open(path)?),
-    }
+    Ok(Db::connect(&config.database)?)
 }
 
 /// The state for `config`: database open, media folder ready.
 pub fn state(config: Config) -> Result<AppState, Error> {
     let db = Arc::new(open_db(&config)?);
     let store = MediaStore::new(&config.media_dir)?;
-    Ok(AppState { config, db, store })
+    Ok(AppState {
+        config,
+        db,
+        store,
+        logins: limit::LoginLimiter::default(),
+    })
 }
 
 /// All routes. Open: `/healthz`, `/login`, the ingest endpoints and `/metrics` (which checks
@@ -133,7 +141,12 @@ pub fn router(app: Arc<AppState>) -> Router {
 /// `smtp listening on ADDR` for the SMTP receiver ([`smtp`]).
 pub async fn serve(config: Config, smtp: Option<SocketAddr>) -> Result<(), Error> {
     let addr = config.listen;
-    let app = Arc::new(state(config)?);
+    // The PostgreSQL client blocks (it runs its own small runtime), so it is opened, and at
+    // the end dropped, on a blocking thread, never on an async worker.
+    let app = tokio::task::spawn_blocking(move || state(config))
+        .await
+        .map_err(|e| Error::Db(db::Error::Task(e.to_string())))??;
+    let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|error| Error::Listen { addr, error })?;
@@ -161,18 +174,28 @@ pub async fn serve(config: Config, smtp: Option<SocketAddr>) -> Result<(), Error
         let _ = std::io::stdout().flush();
     }
     log::info!("rear-server listening on {bound}");
-    // The SMTP task ends with the runtime when the HTTP server has shut down.
-    if let Some((l, a)) = smtp_listener {
+    // The SMTP receiver stops when the HTTP server has shut down (the sender is dropped).
+    let (stop_smtp, stopped) = tokio::sync::oneshot::channel::<()>();
+    let smtp_task = smtp_listener.map(|(l, a)| {
         log::info!("rear-server accepting mail by SMTP on {a}");
-        tokio::spawn(smtp::serve(l, Arc::clone(&app)));
-    }
-    axum::serve(
+        tokio::spawn(smtp::serve(l, Arc::clone(&app), async move {
+            let _ = stopped.await;
+        }))
+    });
+    let served = axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown())
     .await
-    .map_err(|error| Error::Listen { addr: bound, error })
+    .map_err(|error| Error::Listen { addr: bound, error });
+    // Every SMTP session has ended once its task has, so `app` is the last handle here.
+    drop(stop_smtp);
+    if let Some(t) = smtp_task {
+        let _ = t.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || drop(app)).await;
+    served
 }
 
 /// `rear-server ingest-mail`: checks and stores the report in one message (read by the

@@ -20,6 +20,7 @@ use tokio::io::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::mail::{self, Refusal};
 use super::{AppState, now};
@@ -38,11 +39,21 @@ const MAX_RECIPIENTS: usize = 100;
 /// Sessions at once.
 const MAX_SESSIONS: usize = 64;
 
-/// Accepts SMTP sessions on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Arc<AppState>) {
+/// Accepts SMTP sessions on `listener` until `stop` completes, then ends the open sessions and
+/// returns when none is left: the caller then holds the last handle on `app`, and can drop
+/// the database off the async workers (the PostgreSQL client must not be dropped on one).
+pub async fn serve(listener: TcpListener, app: Arc<AppState>, stop: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let mut sessions = JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // Finished sessions are reaped, so the set holds only open ones.
+        while sessions.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("smtp accept: {e}");
@@ -50,11 +61,15 @@ pub async fn serve(listener: TcpListener, app: Arc<AppState>) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            () = &mut stop => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
         let app = Arc::clone(&app);
-        tokio::spawn(async move {
+        sessions.spawn(async move {
             let (r, w) = stream.into_split();
             if let Err(e) = session(r, w, peer, app).await {
                 log::debug!("smtp {peer}: {e}");
@@ -62,6 +77,8 @@ pub async fn serve(listener: TcpListener, app: Arc<AppState>) {
             drop(permit);
         });
     }
+    sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
 }
 
 /// One line read from the client.

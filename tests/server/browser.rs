@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::webdriver::Browser;
-use super::{PASSWORD, Server, report};
+use super::{Backend, PASSWORD, Server, report};
 
 /// How long a page may take to appear; generous, the machine is shared.
 const PAGE: Duration = Duration::from_secs(20);
@@ -89,7 +89,7 @@ fn main_text(b: &Browser) -> String {
 
 #[test]
 fn browser_without_session_goes_to_login_and_back() {
-    let s = Server::start();
+    let s = Server::start(Backend::Sqlite);
     seed(&s);
     let b = Browser::start();
     b.goto(&s.url("/host/web01")).unwrap();
@@ -119,7 +119,7 @@ fn browser_without_session_goes_to_login_and_back() {
 
 #[test]
 fn browser_views_show_the_seeded_hosts() {
-    let s = Server::start();
+    let s = Server::start(Backend::Sqlite);
     seed(&s);
     let b = logged_in(&s);
     let both = ["a[href='/host/web01']", "a[href='/host/db01']"];
@@ -230,7 +230,7 @@ fn browser_views_show_the_seeded_hosts() {
 
 #[test]
 fn browser_last_reports_update_by_themselves() {
-    let s = Server::start();
+    let s = Server::start(Backend::Sqlite);
     seed(&s);
     let b = logged_in(&s);
     b.goto(&s.url("/reports")).unwrap();

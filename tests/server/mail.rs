@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use rear::mail::{Envelope, compose};
 
-use super::{BIN, Server, now, report};
+use super::{BIN, Backend, Server, now, report};
 
 /// A signed message carrying the fixture report of `host`, signed with `token`, sent `age`
 /// seconds ago, with nonce bytes `nonce`.
@@ -87,9 +87,8 @@ fn ingest(config: &std::path::Path, msg: &[u8]) -> (i32, String) {
     )
 }
 
-#[test]
-fn smtp_delivers_a_signed_report() {
-    let (s, smtp) = Server::with_smtp("");
+fn smtp_delivers_a_signed_report(b: Backend) {
+    let (s, smtp) = Server::with_smtp(b, "");
     let token = s.token("web01");
     assert_eq!(smtp_send(&smtp, &message("web01", &token, 5, 1), true), 250);
     assert_eq!(s.report_count(), 1);
@@ -102,9 +101,8 @@ fn smtp_delivers_a_signed_report() {
     assert!(html.contains("52:54:00:12:34:56"), "{html}");
 }
 
-#[test]
-fn smtp_refuses_bad_hmac_replay_old_and_oversized_messages() {
-    let (s, smtp) = Server::with_smtp("");
+fn smtp_refuses_bad_hmac_replay_old_and_oversized_messages(b: Backend) {
+    let (s, smtp) = Server::with_smtp(b, "");
     let token = s.token("web01");
     let good = message("web01", &token, 5, 1);
     assert_eq!(
@@ -145,9 +143,10 @@ fn smtp_refuses_bad_hmac_replay_old_and_oversized_messages() {
     assert_eq!(s.report_count(), 2);
 }
 
+/// The protocol alone, which no database is involved in: SQLite only.
 #[test]
 fn smtp_protocol_is_strict() {
-    let (_s, smtp) = Server::with_smtp("");
+    let (_s, smtp) = Server::with_smtp(Backend::Sqlite, "");
     let script = r#"
 import socket, sys
 host, port = sys.argv[1], int(sys.argv[2])
@@ -200,9 +199,8 @@ print("\n".join(out))
     );
 }
 
-#[test]
-fn ingest_mail_exit_codes() {
-    let s = Server::start();
+fn ingest_mail_exit_codes(b: Backend) {
+    let s = Server::start(b);
     let token = s.token("web01");
     let good = message("web01", &token, 5, 1);
     let (code, err) = ingest(&s.config, &good);
@@ -238,12 +236,17 @@ fn ingest_mail_exit_codes() {
     let (code, err) = ingest(&s.config, &message("web01", &token, 0, 9));
     assert_eq!(code, 77, "revoked: {err}");
 
-    // The database cannot be opened: the MTA must try again later.
+    // The database cannot be opened (no such directory; nothing listens on port 1): the MTA
+    // must try again later.
+    let database = match b {
+        Backend::Sqlite => "sqlite:///nonexistent-dir/x/rear.db",
+        Backend::Postgres => "postgres://rear@127.0.0.1:1/rear",
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "database = \"sqlite:///nonexistent-dir/x/rear.db\"\nmax_report_bytes = 65536\n",
+        format!("database = \"{database}\"\nmax_report_bytes = 65536\n"),
     )
     .unwrap();
     let (code, err) = ingest(&cfg, &message("web01", &token, 0, 10));
@@ -251,3 +254,9 @@ fn ingest_mail_exit_codes() {
     let (code, _) = ingest(&dir.path().join("missing.toml"), &good);
     assert_eq!(code, 78, "configuration error");
 }
+
+on_both!(
+    smtp_delivers_a_signed_report,
+    smtp_refuses_bad_hmac_replay_old_and_oversized_messages,
+    ingest_mail_exit_codes,
+);

@@ -1,8 +1,15 @@
 //! rear-server end to end: the real binary on 127.0.0.1 (port chosen by the kernel), real HTTP
 //! requests with a blocking client. Only the loopback address is ever used.
+//!
+//! The server tests and the mail tests ([`mail`]) run twice, on SQLite and on PostgreSQL (a
+//! private cluster, see [`pg`]): a test is a function of the [`Backend`], and [`on_both!`]
+//! makes the two `#[test]`s, `NAME::sqlite` and `NAME::postgres`. The browser ([`browser`])
+//! and rear-mkimage ([`mkimage`]) tests drive clients of the same HTTP interface and run on
+//! SQLite only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod pg;
 mod webdriver;
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -15,14 +22,42 @@ use serde_json::{Value, json};
 
 #[path = "../../src/testutil/elf.rs"]
 mod elf_util;
-mod mail;
-mod mkimage;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
 const ENROLL: &str = "enroll-0123456789abcdef";
 const METRICS: &str = "metrics-0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
 const FIXTURE: &str = include_str!("../fixtures/report-v1.json");
+
+/// The database a server under test uses.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    /// A file in the server's temp dir.
+    Sqlite,
+    /// A new database in the test cluster.
+    Postgres,
+}
+
+/// `on_both!(name, ...)`: for each `fn name(b: Backend)`, a module `name` with the tests
+/// `sqlite` and `postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+// After on_both!, which mail.rs uses too.
+mod mail;
+mod mkimage;
 
 /// A running server with its own database and media folder; killed on drop.
 struct Server {
@@ -49,29 +84,33 @@ fn password_hash() -> &'static str {
 }
 
 impl Server {
-    fn start() -> Server {
-        Server::with("")
+    fn start(backend: Backend) -> Server {
+        Server::with(backend, "")
     }
 
-    /// A server whose configuration has `extra` appended.
-    fn with(extra: &str) -> Server {
-        Server::spawn(extra, false).0
+    /// A server on `backend` whose configuration has `extra` appended.
+    fn with(backend: Backend, extra: &str) -> Server {
+        Server::spawn(backend, extra, false).0
     }
 
-    /// A server that also listens for SMTP; returns it and the SMTP address.
-    fn with_smtp(extra: &str) -> (Server, String) {
-        let (s, smtp) = Server::spawn(extra, true);
+    /// A server on `backend` that also listens for SMTP; returns it and the SMTP address.
+    fn with_smtp(backend: Backend, extra: &str) -> (Server, String) {
+        let (s, smtp) = Server::spawn(backend, extra, true);
         (s, smtp.unwrap())
     }
 
-    fn spawn(extra: &str, smtp: bool) -> (Server, Option<String>) {
+    fn spawn(backend: Backend, extra: &str, smtp: bool) -> (Server, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
+        let database = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("rear.db").display()),
+            Backend::Postgres => pg::cluster().new_database(),
+        };
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\n\
-                 database = \"sqlite://{db}\"\n\
+                 database = \"{database}\"\n\
                  media_dir = \"{media}\"\n\
                  max_age = \"7d\"\n\
                  enrollment_token = \"{ENROLL}\"\n\
@@ -79,7 +118,6 @@ impl Server {
                  max_report_bytes = 65536\n\
                  {extra}\n\
                  [[users]]\nname = \"admin\"\npassword_hash = \"{hash}\"\n",
-                db = dir.path().join("rear.db").display(),
                 media = dir.path().join("media").display(),
                 hash = password_hash(),
             ),
@@ -283,16 +321,14 @@ fn report(name: &str, age: u64, failed: Option<&str>) -> String {
     v.to_string()
 }
 
-#[test]
-fn healthz_answers_without_login() {
-    let s = Server::start();
+fn healthz_answers_without_login(b: Backend) {
+    let s = Server::start(b);
     let (code, body, _) = s.get("/healthz", None);
     assert_eq!((code, body.as_str()), (200, "ok\n"));
 }
 
-#[test]
-fn ingest_checks_the_token() {
-    let s = Server::start();
+fn ingest_checks_the_token(b: Backend) {
+    let s = Server::start(b);
     let t1 = s.token("web01");
     let t2 = s.token("db01");
     let body = report("web01", 10, None);
@@ -327,9 +363,8 @@ fn ingest_checks_the_token() {
     assert_eq!(s.get("/healthz", None).0, 200);
 }
 
-#[test]
-fn enrollment_creates_the_host_once() {
-    let s = Server::start();
+fn enrollment_creates_the_host_once(b: Backend) {
+    let s = Server::start(b);
     let (code, v) = s.post_report(ENROLL, &report("new01", 5, None));
     assert_eq!(code, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
@@ -341,18 +376,11 @@ fn enrollment_creates_the_host_once() {
     assert!(v["error"].as_str().unwrap().contains("already enrolled"));
 }
 
-#[test]
-fn gui_needs_login_and_lists_hosts() {
-    let s = Server::start();
+fn gui_needs_login_and_lists_hosts(b: Backend) {
+    let s = Server::start(b);
     let t = s.token("web01");
     assert_eq!(s.post_report(&t, &report("web01", 60, None)).0, 201);
-    for path in [
-        "/",
-        "/reports",
-        "/search?q=web",
-        "/host/web01",
-        "/api/v1/hosts",
-    ] {
+    for path in ["/", "/reports", "/search?q=web", "/host/web01"] {
         let (code, body, loc) = s.get(path, None);
         assert_eq!(code, 303, "{path}: {body}");
         assert!(loc.unwrap().starts_with("/login?next="), "{path}");
@@ -399,9 +427,71 @@ fn gui_needs_login_and_lists_hosts() {
     assert_eq!(v["hosts"][0]["status"], json!("ok"));
 }
 
-#[test]
-fn host_page_shows_tree_and_changes_between_reports() {
-    let s = Server::start();
+fn api_without_login_is_a_json_401(b: Backend) {
+    let s = Server::start(b);
+    let mut r = agent().get(&s.url("/api/v1/hosts")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no redirect to the login form");
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("not logged in"),
+        "{v}"
+    );
+    // A stale session cookie is no login either.
+    let (code, body, _) = s.get("/api/v1/hosts", Some("rear_session=0123"));
+    assert_eq!(code, 401, "{body}");
+    let cookie = s.login();
+    let (code, body, _) = s.get("/api/v1/hosts", Some(&cookie));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"hosts": []})
+    );
+}
+
+fn login_is_rate_limited(b: Backend) {
+    // The test client is always 127.0.0.1; as a trusted proxy its X-Forwarded-For header gives
+    // each attempt the client address the test wants.
+    let s = Server::with(b, "trusted_proxies = [\"127.0.0.1\"]");
+    let (cookie, csrf) = s.login_form();
+    let attempt = |user: &str, password: &str, from: &str| {
+        let mut r = agent()
+            .post(&s.url("/login"))
+            .header("Cookie", &cookie)
+            .header("X-Forwarded-For", from)
+            .send_form([("user", user), ("password", password), ("csrf", &csrf)])
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        let body = r.body_mut().read_to_string().unwrap();
+        (r.status().as_u16(), retry, body)
+    };
+    // Per address: five users fail from one address, then even the right password is refused
+    // from there, without a session, and with a message and Retry-After.
+    for i in 0..5 {
+        assert_eq!(attempt(&format!("user{i}"), "wrong", "198.51.100.1").0, 401);
+    }
+    let (code, retry, body) = attempt("admin", PASSWORD, "198.51.100.1");
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("Too many failed logins"), "{body}");
+    assert!((1..=60).contains(&retry.unwrap()), "{retry:?}");
+    // Another address is not affected.
+    assert_eq!(attempt("admin", PASSWORD, "198.51.100.2").0, 303);
+    // Per user: admin fails from five addresses; then admin is refused from a sixth, while
+    // another user from that address is still checked (wrong password: 401).
+    for i in 0..5 {
+        assert_eq!(attempt("admin", "wrong", &format!("203.0.113.{i}")).0, 401);
+    }
+    let (code, _, body) = attempt("admin", PASSWORD, "203.0.113.99");
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(attempt("user9", "wrong", "203.0.113.99").0, 401);
+}
+
+fn host_page_shows_tree_and_changes_between_reports(b: Backend) {
+    let s = Server::start(b);
     let t = s.token("web01");
     let other = s.token("db01");
     let (_, first) = s.post_report(&t, &report("web01", 120, None));
@@ -480,9 +570,8 @@ fn host_page_shows_tree_and_changes_between_reports() {
     assert!(html.contains("nothing to compare"), "{html}");
 }
 
-#[test]
-fn wrong_password_is_refused() {
-    let s = Server::start();
+fn wrong_password_is_refused(b: Backend) {
+    let s = Server::start(b);
     let (cookie, csrf) = s.login_form();
     let r = agent()
         .post(&s.url("/login"))
@@ -493,9 +582,8 @@ fn wrong_password_is_refused() {
     assert!(set_cookie(&r, "rear_session").is_none());
 }
 
-#[test]
-fn csrf_token_is_required() {
-    let s = Server::start();
+fn csrf_token_is_required(b: Backend) {
+    let s = Server::start(b);
     let (cookie, csrf) = s.login_form();
     let post = |cookie: &str, form: &[(&str, &str)]| {
         agent()
@@ -537,8 +625,7 @@ fn csrf_token_is_required() {
     assert_eq!(s.get("/", Some(&session)).0, 303, "logged out");
 }
 
-#[test]
-fn proxy_header_only_from_trusted_proxies() {
+fn proxy_header_only_from_trusted_proxies(b: Backend) {
     let header_get = |s: &Server| {
         agent()
             .get(&s.url("/"))
@@ -548,15 +635,14 @@ fn proxy_header_only_from_trusted_proxies() {
             .status()
             .as_u16()
     };
-    let untrusted = Server::with("trusted_proxies = [\"127.0.0.2\"]");
+    let untrusted = Server::with(b, "trusted_proxies = [\"127.0.0.2\"]");
     assert_eq!(header_get(&untrusted), 303);
-    let trusted = Server::with("trusted_proxies = [\"127.0.0.0/8\"]");
+    let trusted = Server::with(b, "trusted_proxies = [\"127.0.0.0/8\"]");
     assert_eq!(header_get(&trusted), 200);
 }
 
-#[test]
-fn media_upload_is_checked_and_linked() {
-    let s = Server::start();
+fn media_upload_is_checked_and_linked(b: Backend) {
+    let s = Server::start(b);
     let t = s.token("web01");
     let content = b"pretend this is an ISO".to_vec();
     let sha = {
@@ -590,9 +676,8 @@ fn media_upload_is_checked_and_linked() {
     assert_eq!(s.get(&link, None).0, 303, "downloads need a login");
 }
 
-#[test]
-fn check_exit_codes_and_metrics() {
-    let s = Server::start();
+fn check_exit_codes_and_metrics(b: Backend) {
+    let s = Server::start(b);
     let (code, line) = s.cli(&["check"]);
     assert_eq!(code, 0, "{line}");
     assert_eq!(
@@ -644,9 +729,8 @@ fn check_exit_codes_and_metrics() {
     assert_eq!(bad.status().as_u16(), 401);
 }
 
-#[test]
-fn token_add_rejects_bad_names() {
-    let s = Server::start();
+fn token_add_rejects_bad_names(b: Backend) {
+    let s = Server::start(b);
     let (code, _) = s.cli(&["token", "add", "../x"]);
     assert_ne!(code, 0);
     let (code, _) = s.cli(&["token", "revoke", "ghost"]);
@@ -655,3 +739,19 @@ fn token_add_rejects_bad_names() {
     assert_eq!(s.cli(&["token", "revoke", "h1"]).0, 0);
     assert_eq!(s.post_report(&t, &report("h1", 0, None)).0, 401);
 }
+
+on_both!(
+    healthz_answers_without_login,
+    ingest_checks_the_token,
+    enrollment_creates_the_host_once,
+    gui_needs_login_and_lists_hosts,
+    wrong_password_is_refused,
+    csrf_token_is_required,
+    proxy_header_only_from_trusted_proxies,
+    media_upload_is_checked_and_linked,
+    check_exit_codes_and_metrics,
+    token_add_rejects_bad_names,
+    api_without_login_is_a_json_401,
+    login_is_rate_limited,
+    host_page_shows_tree_and_changes_between_reports,
+);
