@@ -18,7 +18,8 @@ BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mt
 # Needed by the tests: QEMU and firmware, and the real tools the tests compare against.
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
-	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools
+	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
+	tar acl attr restic borgbackup rsync
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench clean
 

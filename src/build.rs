@@ -61,6 +61,9 @@ pub enum Error {
     /// The layout needs a tool the build host lacks.
     #[error(transparent)]
     LayoutTools(#[from] crate::layout::tools::Error),
+    /// The backup configuration is invalid.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::Error),
     /// The layout file could not be read.
     #[error("{}: {error}", .path.display())]
     LayoutRead {
@@ -131,6 +134,9 @@ pub struct Options {
     pub rescue: crate::restore::rescue::RescueOptions,
     /// Where the disk layout stored in the image comes from.
     pub layout: LayoutSource,
+    /// The backup configuration to store as `/etc/rear/backup.json`, with the programs its
+    /// method needs to restore (`None`: no backup configured).
+    pub backup: Option<crate::backup::config::Config>,
 }
 
 /// Where a build gets the disk layout it stores as `/etc/rear/layout.json`.
@@ -321,6 +327,9 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         }
         LayoutSource::None => None,
     };
+    if let Some(b) = &opts.backup {
+        recipes.push(crate::backup::method(&b.method)?.image_recipe());
+    }
     let init = find_init(opts.init.as_deref())?;
     t.next("recipes");
 
@@ -350,6 +359,14 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             layout.to_json().into_bytes(),
             0o644,
             "disk layout",
+        )?;
+    }
+    if let Some(b) = &opts.backup {
+        closure.add_generated(
+            crate::backup::config::CONFIG_IN_IMAGE,
+            b.to_json().into_bytes(),
+            0o644,
+            "backup configuration",
         )?;
     }
     crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;

@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, default_value_t = 180, requires = "boot")]
         timeout: u64,
     },
+    /// Back up the file systems of a saved layout (tar + zstd, or a backup recipe).
+    Backup(rear::backup::cli::BackupCommand),
     /// Show what is in an ISO, a USB image or an initrd (boot entries, partitions, files,
     /// the initrd's entries like lsinitrd).
     Inspect {
@@ -146,6 +148,8 @@ struct BuildArgs {
     layout: String,
     #[command(flatten)]
     rescue: rear::restore::rescue::RescueArgs,
+    #[command(flatten)]
+    backup: rear::backup::cli::BuildBackupArgs,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +174,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             firmware,
             timeout,
         }) => verify(&path, boot, kernel, firmware, timeout),
+        Some(Command::Backup(cmd)) => {
+            let report = cmd.run(std::io::stderr().is_terminal())?;
+            report
+                .warnings
+                .iter()
+                .for_each(|w| eprintln!("rear-mkimage: warning: {w}"));
+            println!("{}", report.summary());
+            Ok(())
+        }
         None => build(cli.build),
     }
 }
@@ -188,6 +201,14 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     let (usb_device, yes) = (args.usb_device.clone(), args.yes);
+    if args.backup.backup && args.layout == "none" {
+        bail!("--backup needs --layout FILE: the layout's file systems are what is backed up");
+    }
+    let backup = args.backup.prepare(&args.root)?;
+    for w in backup.iter().flat_map(|b| &b.warnings) {
+        eprintln!("rear-mkimage: warning: {w}");
+    }
+    let (root, layout_arg) = (args.root.clone(), args.layout.clone());
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -207,6 +228,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             "none" => build::LayoutSource::None,
             file => build::LayoutSource::File(PathBuf::from(file)),
         },
+        backup: backup.as_ref().map(|b| b.config.clone()),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -235,6 +257,14 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         println!("PXE tree: {}", dir.display());
     }
     eprintln!("rear-mkimage: {}", report.summary(&opts.compression));
+    if let Some(b) = &backup {
+        let layout = Path::new(&layout_arg);
+        let r = rear::backup::cli::run(b, layout, &root, std::io::stderr().is_terminal())?;
+        r.warnings
+            .iter()
+            .for_each(|w| eprintln!("rear-mkimage: warning: {w}"));
+        println!("{}", r.summary());
+    }
     if let Some(device) = &usb_device {
         write_usb_device(&report, device, yes)?;
     }
