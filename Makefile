@@ -73,8 +73,9 @@ vmtest: static $(SIGNED_ROOT)
 test: deps-test fmt-check clippy unit servertest vmtest
 
 bench: build
-	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client
+	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client zstd tar
 	bench/initrd.sh
+	bench/restore.sh
 	bench/iso.sh
 	bench/boot.sh
 
