@@ -328,7 +328,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         LayoutSource::None => None,
     };
     if let Some(b) = &opts.backup {
-        recipes.push(crate::backup::method(&b.method)?.image_recipe());
+        recipes.push(crate::backup::image_recipe(b)?);
     }
     let init = find_init(opts.init.as_deref())?;
     t.next("recipes");

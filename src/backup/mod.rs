@@ -234,6 +234,21 @@ pub fn method(m: &Method) -> Result<Box<dyn BackupMethod>, Error> {
     })
 }
 
+/// What the rescue image needs to restore the backup `config` describes: the method's
+/// programs, plus `blkid` and `mount` to find and mount the backup's file system (and the
+/// NFS mount helper for a share).
+pub fn image_recipe(config: &Config) -> Result<crate::recipe::Recipe, Error> {
+    use crate::recipe::Item;
+    let mut r = method(&config.method)?.image_recipe();
+    r.file.programs.push(Item::Name("blkid".into()));
+    r.file.programs.push(Item::Name("mount".into()));
+    r.file.programs.push(Item::Name("umount".into()));
+    if config.location.as_ref().is_some_and(Location::is_network) {
+        r.file.programs.push(Item::Name("mount.nfs".into()));
+    }
+    Ok(r)
+}
+
 /// Describes a backup, written beside it as [`INFO`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -220,7 +220,7 @@ fn fake_root_build_follows_links_libraries_modules_and_firmware() {
 fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() {
     let root = fake_root();
     let r = root.path();
-    for tool in ["tar", "blkid", "mount"] {
+    for tool in ["tar", "blkid", "mount", "umount"] {
         write(
             r,
             &format!("usr/bin/{tool}"),
