@@ -22,7 +22,8 @@ BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mt
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
 	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
-	python3 chromium chromium-driver postgresql debootstrap qemu-utils
+	python3 chromium chromium-driver postgresql debootstrap qemu-utils \
+	tar acl attr restic borgbackup rsync
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
 
@@ -76,8 +77,9 @@ vmtest: static $(SIGNED_ROOT)
 test: deps-test fmt-check clippy unit servertest vmtest
 
 bench: build
-	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client
+	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client zstd tar
 	bench/initrd.sh
+	bench/restore.sh
 	bench/iso.sh
 	bench/boot.sh
 

@@ -64,6 +64,9 @@ pub enum Error {
     /// The layout needs a tool the build host lacks.
     #[error(transparent)]
     LayoutTools(#[from] crate::layout::tools::Error),
+    /// The backup configuration is invalid.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::Error),
     /// The layout file could not be read.
     #[error("{}: {error}", .path.display())]
     LayoutRead {
@@ -134,6 +137,9 @@ pub struct Options {
     pub rescue: crate::restore::rescue::RescueOptions,
     /// Where the disk layout stored in the image comes from.
     pub layout: LayoutSource,
+    /// The backup configuration to store as `/etc/rear/backup.json`, with the programs its
+    /// method needs to restore (`None`: no backup configured).
+    pub backup: Option<crate::backup::config::Config>,
 }
 
 /// Where a build gets the disk layout it stores as `/etc/rear/layout.json`.
@@ -204,6 +210,8 @@ pub struct Report {
     pub pxe_dir: Option<PathBuf>,
     /// Warnings (also in the manifest).
     pub warnings: Vec<String>,
+    /// The layout stored in the image, if any (what a `--backup` backs up).
+    pub layout: Option<crate::layout::Layout>,
 }
 
 impl Report {
@@ -316,37 +324,42 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         .iter()
         .map(|n| Recipe::load(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut layout_warning = None;
-    let layout = match &opts.layout {
+    let mut warnings: Vec<String> = Vec::new();
+    let (mut layout, origin) = match &opts.layout {
         LayoutSource::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| Error::LayoutRead {
                 path: path.clone(),
                 error,
             })?;
             let origin = path.display().to_string();
-            let layout = crate::layout::Layout::from_json(&text, &origin)?;
-            recipes.push(crate::layout::tools::recipe(&sys, &layout, &origin)?);
-            Some(layout)
+            (
+                Some(crate::layout::Layout::from_json(&text, &origin)?),
+                origin,
+            )
         }
-        LayoutSource::Capture if sys.is_host() && nix::unistd::geteuid().is_root() => {
-            let layout = crate::layout::capture::capture(&sys)?;
-            recipes.push(crate::layout::tools::recipe(
-                &sys,
-                &layout,
-                "of this system",
-            )?);
-            Some(layout)
-        }
+        LayoutSource::Capture if sys.is_host() && nix::unistd::geteuid().is_root() => (
+            Some(crate::layout::capture::capture(&sys)?),
+            "of this system".to_string(),
+        ),
         LayoutSource::Capture => {
-            layout_warning = Some(if sys.is_host() {
-                "disk layout not captured: not running as root (the image cannot recreate the disks; run as root or pass --layout FILE)"
+            warnings.push(if sys.is_host() {
+                "disk layout not captured: not running as root (the image cannot recreate the disks; run as root or pass --layout FILE)".into()
             } else {
-                "disk layout not captured: --root builds cannot see the disks (pass --layout FILE)"
+                "disk layout not captured: --root builds cannot see the disks (pass --layout FILE)".into()
             });
-            None
+            (None, String::new())
         }
-        LayoutSource::None => None,
+        LayoutSource::None => (None, String::new()),
     };
+    if let (Some(layout), Some(backup)) = (&mut layout, &opts.backup) {
+        warnings.extend(exclude_backup(layout, &backup.url));
+    }
+    if let Some(layout) = &layout {
+        recipes.push(crate::layout::tools::recipe(&sys, layout, &origin)?);
+    }
+    if let Some(b) = &opts.backup {
+        recipes.push(crate::backup::image_recipe(b)?);
+    }
     let init = find_init(opts.init.as_deref())?;
     t.next("recipes");
 
@@ -370,8 +383,8 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
     let report_firmware = closure.count(Role::Firmware);
     add_rescue_skeleton(&mut closure, &hostname)?;
-    if let Some(w) = layout_warning {
-        closure.warn(w.to_string());
+    for w in warnings {
+        closure.warn(w);
     }
     if let Some(layout) = &layout {
         closure.add_generated(
@@ -379,6 +392,14 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             layout.to_json().into_bytes(),
             0o644,
             "disk layout",
+        )?;
+    }
+    if let Some(b) = &opts.backup {
+        closure.add_generated(
+            crate::backup::config::CONFIG_IN_IMAGE,
+            b.to_json().into_bytes(),
+            0o644,
+            "backup configuration",
         )?;
     }
     crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
@@ -470,7 +491,29 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         artefacts,
         pxe_dir: pxe,
         warnings: image.manifest.warnings.clone(),
+        layout,
     })
+}
+
+/// Leaves the file system holding a `file://` backup out of the layout: recovery would wipe
+/// it before restoring from it. A backup on the root file system cannot be left out; that
+/// gives a warning instead.
+fn exclude_backup(layout: &mut crate::layout::Layout, url: &str) -> Option<String> {
+    let path = Path::new(url.strip_prefix("file://")?);
+    let holder = layout
+        .mounts
+        .iter()
+        .map(|m| m.target.as_str())
+        .filter(|t| path.starts_with(t))
+        .max_by_key(|t| t.len())?
+        .to_string();
+    if holder == "/" {
+        return Some(format!(
+            "the backup {url} is on the root file system, which recovery recreates: put it on another disk"
+        ));
+    }
+    crate::layout::prune::exclude_mount(layout, &holder, &format!("holds the backup {url}"));
+    None
 }
 
 /// Selects and reads the kernel modules (`--modules` plus the recipes' `modules`).

@@ -131,6 +131,107 @@ pub fn run_with_input(
     Ok(out)
 }
 
+/// A program started by [`spawn`] whose stdin and/or stdout the caller streams (a tar
+/// archive through an in-process compressor); stderr is collected in the background so a
+/// failure still carries its tail.
+#[derive(Debug)]
+pub struct Streaming {
+    child: std::process::Child,
+    argv: String,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Starts `cmd` with stdin and stdout piped to the caller (take them with
+/// [`Streaming::stdin`] and [`Streaming::stdout`]) and stderr collected.
+///
+/// `package` names what installs the program, for the error when it is missing.
+pub fn spawn(cmd: &mut Command, package: Option<&str>) -> Result<Streaming, Error> {
+    use std::io::Read;
+    let argv = argv_string(cmd);
+    log::debug!("run: {argv}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| spawn_error(cmd, argv.clone(), package, error))?;
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            // Only the tail goes into an error; a chatty program must not grow memory.
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 4 * STDERR_TAIL {
+                    kept.drain(..kept.len() - STDERR_TAIL);
+                }
+            }
+            kept
+        })
+    });
+    Ok(Streaming {
+        child,
+        argv,
+        stderr,
+    })
+}
+
+impl Streaming {
+    /// The command line, for messages.
+    pub fn argv(&self) -> &str {
+        &self.argv
+    }
+
+    /// The program's stdin (once); dropping it tells the program the input ended.
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// The program's stdout (once).
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Stops the program (when the caller gives up on the stream) and reaps it.
+    pub fn kill(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Waits for the program. An exit code in `ok` (besides 0) is accepted and returned with
+    /// the stderr tail, for tools whose code 1 is a warning (GNU tar: "file changed as we
+    /// read it"); any other failure is [`Error::Failed`].
+    pub fn wait(mut self, ok: &[i32]) -> Result<(std::process::ExitStatus, String), Error> {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().map_err(|error| Error::Spawn {
+            argv: self.argv.clone(),
+            error,
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .map(|b| tail(&b))
+            .unwrap_or_default();
+        let accepted = status.success() || status.code().is_some_and(|c| ok.contains(&c));
+        if !accepted {
+            return Err(Error::Failed {
+                argv: self.argv.clone(),
+                status,
+                stderr,
+            });
+        }
+        Ok((status, stderr))
+    }
+}
+
 fn spawn_error(cmd: &Command, argv: String, package: Option<&str>, error: io::Error) -> Error {
     if error.kind() == io::ErrorKind::NotFound {
         Error::ToolMissing {
@@ -194,6 +295,35 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string().ends_with("failed (exit status: 75): no"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spawn_streams_both_ways_and_keeps_stderr() {
+        use std::io::{Read, Write};
+        let mut p = spawn(
+            Command::new("sh").args(["-c", "tr a-z A-Z; echo warned >&2; exit 1"]),
+            None,
+        )
+        .unwrap();
+        let mut stdin = p.stdin().unwrap();
+        let mut stdout = p.stdout().unwrap();
+        stdin.write_all(b"abc").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "ABC");
+        let (status, stderr) = p.wait(&[1]).unwrap();
+        assert_eq!((status.code(), stderr.as_str()), (Some(1), "warned"));
+        let p = spawn(
+            Command::new("sh").args(["-c", "echo bad >&2; exit 2"]),
+            None,
+        )
+        .unwrap();
+        let e = p.wait(&[1]).unwrap_err();
+        assert!(
+            e.to_string().ends_with("failed (exit status: 2): bad"),
             "{e}"
         );
     }

@@ -6,6 +6,7 @@
 //! every external program runs through [`exec`]. [`restore`] is the rescue-system side.
 
 pub mod archive;
+pub mod backup;
 pub mod build;
 pub mod closure;
 pub mod config;

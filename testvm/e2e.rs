@@ -285,7 +285,10 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
         assert_eq!(rc, 0, "{out}");
         assert!(out.contains("rear-e2e\n"), "host name:\n{out}");
         assert!(out.contains("FSTAB-OK"), "fstab:\n{out}");
-        assert!(out.contains("recover.log"), "recovery log not copied:\n{out}");
+        assert!(
+            out.contains("recover.log"),
+            "recovery log not copied:\n{out}"
+        );
         t.mark("check");
         vm.send("poweroff");
         assert!(vm.wait_exit(Duration::from_secs(120)).success());

@@ -46,6 +46,8 @@ enum Command {
         #[arg(long, default_value_t = 180, requires = "boot")]
         timeout: u64,
     },
+    /// Back up the file systems of a saved layout (tar + zstd, or a backup recipe).
+    Backup(rear::backup::cli::BackupCommand),
     /// Show what is in an ISO, a USB image or an initrd (boot entries, partitions, files,
     /// the initrd's entries like lsinitrd).
     Inspect {
@@ -182,6 +184,8 @@ struct BuildArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     rescue: rear::restore::rescue::RescueArgs,
+    #[command(flatten)]
+    backup: rear::backup::cli::BuildBackupArgs,
 }
 
 fn main() -> ExitCode {
@@ -207,6 +211,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
         }) => verify(&path, boot, kernel, firmware, timeout),
         Some(Command::Layout { command }) => layout(command),
+        Some(Command::Backup(cmd)) => {
+            let report = cmd.run(std::io::stderr().is_terminal())?;
+            report
+                .warnings
+                .iter()
+                .for_each(|w| eprintln!("rear-mkimage: warning: {w}"));
+            println!("{}", report.summary());
+            Ok(())
+        }
         None => build(cli.build),
     }
 }
@@ -229,6 +242,11 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(p) => Config::load(p, true)?,
         None => Config::load(Path::new(rear::config::DEFAULT_PATH), false)?,
     };
+    let backup = args.backup.prepare(&args.root)?;
+    for w in backup.iter().flat_map(|b| &b.warnings) {
+        eprintln!("rear-mkimage: warning: {w}");
+    }
+    let root = args.root.clone();
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -249,6 +267,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             Some("none") => build::LayoutSource::None,
             Some(file) => build::LayoutSource::File(PathBuf::from(file)),
         },
+        backup: backup.as_ref().map(|b| b.config.clone()),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -280,6 +299,25 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         println!("PXE tree: {}", dir.display());
     }
     eprintln!("rear-mkimage: {}", report.summary(&opts.compression));
+    if let Some(b) = &backup {
+        // The layout of the image: what recovery recreates is what is backed up.
+        let layout = report
+            .layout
+            .as_ref()
+            .context("--backup needs a layout: leave out --layout none")?;
+        let r = rear::backup::backup(
+            &b.config,
+            layout,
+            "the image's layout",
+            &root,
+            &b.dest,
+            std::io::stderr().is_terminal(),
+        )?;
+        r.warnings
+            .iter()
+            .for_each(|w| eprintln!("rear-mkimage: warning: {w}"));
+        println!("{}", r.summary());
+    }
     if let Some(device) = &usb_device {
         write_usb_device(&report, device, yes)?;
     }

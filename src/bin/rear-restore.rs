@@ -38,6 +38,8 @@ enum Cmd {
     Halt,
     /// Print the rescue system's banner: host, image date, addresses, how to recover.
     Banner,
+    /// Restore the backup into the recreated tree (default /mnt/local), verifying its SHA-256.
+    Restore(rear::backup::cli::RestoreCommand),
     /// The saved disk layout: plan it onto this machine's disks, or apply the plan.
     Layout {
         #[command(subcommand)]
@@ -123,6 +125,12 @@ fn main() -> ExitCode {
                     Ok(())
                 }
                 Cmd::Layout { command } => layout_cmd(command),
+                Cmd::Restore(cmd) => {
+                    use std::io::IsTerminal;
+                    cmd.run(std::io::stderr().is_terminal())
+                        .map(|r| println!("{}", r.summary(&cmd.target)))
+                        .map_err(anyhow::Error::from)
+                }
             }
         }
     };

@@ -215,3 +215,74 @@ fn fake_root_build_follows_links_libraries_modules_and_firmware() {
     );
     assert!(files_in(&x.join("usr/lib/modules")).contains(&KVER.to_string()));
 }
+
+#[test]
+fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() {
+    let root = fake_root();
+    let r = root.path();
+    for tool in ["tar", "blkid", "mount", "umount"] {
+        write(
+            r,
+            &format!("usr/bin/{tool}"),
+            &dyn_elf(&DynElf::program(&["libc.so.6"])),
+            0o755,
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout.json");
+    std::fs::write(
+        &layout,
+        r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
+    )
+    .unwrap();
+    let (image_dir, backup_dir) = (out.path().join("image"), out.path().join("backup"));
+    let o = run(mkimage()
+        .args([
+            "--output",
+            "initrd",
+            "--no-default-recipes",
+            "--modules",
+            "none",
+        ])
+        .args(["--json", "--compress", "none", "--ssh", "off", "--layout"])
+        .arg(&layout)
+        .arg("--init")
+        .arg(static_init(out.path()))
+        .arg("--root")
+        .arg(r)
+        .arg("--out")
+        .arg(&image_dir)
+        .arg("--backup")
+        .arg("--backup-url")
+        .arg(format!("file://{}", backup_dir.display())));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("backup.tar.zst: "), "{stdout}");
+    let m = Manifest::from_json(
+        &std::fs::read_to_string(image_dir.join(format!("initrd-{KVER}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let entry = m
+        .entries
+        .get(&ImagePath::new("/etc/rear/backup.json").unwrap())
+        .expect("backup configuration in the image");
+    assert!(
+        m.entries
+            .contains_key(&ImagePath::new("/usr/bin/tar").unwrap()),
+        "tar for the restore"
+    );
+    // The image's configuration is the one the backup was made with.
+    let info = rear::backup::Info::load(&backup_dir.join("backup.json")).unwrap();
+    assert_eq!(
+        entry.sha256.as_deref(),
+        Some(rear::manifest::sha256_hex(info.config.to_json().as_bytes()).as_str())
+    );
+    assert_eq!(info.config.method, rear::backup::config::Method::Tar);
+    let list = std::fs::read_to_string(backup_dir.join("backup.files")).unwrap();
+    assert!(list.contains("\t./etc/hostname\n"), "{list}");
+    assert!(
+        list.contains("\t./usr/bin/tool-again\t./usr/bin/tool\n")
+            || list.contains("\t./usr/bin/tool\t./usr/bin/tool-again\n"),
+        "{list}"
+    );
+}

@@ -6,6 +6,7 @@ mod elf_util;
 #[path = "../../src/testutil/kmod.rs"]
 mod kmod_util;
 
+mod backup;
 mod build_errors;
 mod build_fake;
 mod build_host;

@@ -1,0 +1,353 @@
+//! Where a backup directory lives, on both sides.
+//!
+//! On the host (backup time): the file system holding a directory, from
+//! `/proc/self/mountinfo` (the longest mount point that contains it; its `root` field makes a
+//! bind mount's subdirectory right) and `blkid` (UUID, label), so the rescue system can find
+//! it again. In the rescue system (restore time, no udev, so no `/dev/disk/by-*`): `blkid`
+//! probes every block device, the one with the saved UUID (else the label) is mounted
+//! read-only at [`MOUNT_POINT`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::Error;
+use super::config::Location;
+use crate::exec;
+use crate::sysroot::Sysroot;
+
+/// Where the rescue system mounts the file system holding the backup.
+pub const MOUNT_POINT: &str = "/run/rear/backup";
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The directory of the file system that is mounted (`/` unless a bind mount).
+    pub root: PathBuf,
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// File system type.
+    pub fstype: String,
+    /// What is mounted (a device, `server:/export`, `tmpfs`).
+    pub source: String,
+}
+
+/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `/proc/self/mountinfo` (proc(5)): `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS
+/// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS`.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            Some(MountInfo {
+                root: PathBuf::from(unescape(l.get(3)?)),
+                mount_point: PathBuf::from(unescape(l.get(4)?)),
+                fstype: r.first()?.to_string(),
+                source: unescape(r.get(1)?),
+            })
+        })
+        .collect()
+}
+
+/// The mount holding `path` (canonical): the longest mount point above it; of equal ones the
+/// last mounted, which hides the others.
+pub fn mount_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.components().count())
+        .and_then(|best| {
+            mounts
+                .iter()
+                .rev()
+                .find(|m| m.mount_point == best.mount_point)
+        })
+}
+
+/// The `KEY=value` blocks of `blkid -o export`, one map per device.
+pub fn parse_blkid(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.split("\n\n")
+        .map(|block| {
+            block
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        })
+        .filter(|m| m.contains_key("DEVNAME"))
+        .collect()
+}
+
+/// The device of `blkid` output with this UUID, else this label (UUID first: labels repeat).
+pub fn find_device(
+    devices: &[BTreeMap<String, String>],
+    uuid: &str,
+    label: &str,
+) -> Option<String> {
+    let by = |key: &str, want: &str| {
+        (!want.is_empty())
+            .then(|| {
+                devices
+                    .iter()
+                    .find(|d| d.get(key).is_some_and(|v| v == want))
+                    .and_then(|d| d.get("DEVNAME").cloned())
+            })
+            .flatten()
+    };
+    by("UUID", uuid).or_else(|| by("LABEL", label))
+}
+
+fn blkid(args: &[&str]) -> Vec<BTreeMap<String, String>> {
+    // blkid exits 2 when it finds nothing: that is "no device", not a failure to report.
+    exec::run(
+        Command::new("blkid")
+            .args(["-c", "/dev/null", "-o", "export"])
+            .args(args),
+        Some("util-linux"),
+    )
+    .map(|o| parse_blkid(&String::from_utf8_lossy(&o.stdout)))
+    .unwrap_or_default()
+}
+
+/// The location of the existing directory `dir` on this host, for the rescue system.
+pub fn locate(dir: &Path) -> Result<Location, Error> {
+    let canon = std::fs::canonicalize(dir).map_err(|error| Error::Io {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let host = Sysroot::host();
+    let text = host.read_to_string(Path::new("/proc/self/mountinfo"))?;
+    let mounts = parse_mountinfo(&text);
+    let m = mount_of(&mounts, &canon).ok_or_else(|| Error::Locate {
+        dir: dir.to_path_buf(),
+        reason: "no mount in /proc/self/mountinfo holds it".into(),
+    })?;
+    let rel = canon.strip_prefix(&m.mount_point).unwrap_or(Path::new(""));
+    let subpath = m.root.join(rel);
+    let mut loc = Location {
+        fstype: m.fstype.clone(),
+        uuid: String::new(),
+        label: String::new(),
+        source: m.source.clone(),
+        subpath,
+    };
+    if loc.is_network() {
+        return Ok(loc);
+    }
+    if !m.source.starts_with("/dev/") {
+        return Err(Error::Locate {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "it is on {} ({}), which the rescue system cannot reach",
+                m.source, m.fstype
+            ),
+        });
+    }
+    if let Some(d) = blkid(&[&m.source]).into_iter().next() {
+        loc.uuid = d.get("UUID").cloned().unwrap_or_default();
+        loc.label = d.get("LABEL").cloned().unwrap_or_default();
+    }
+    if loc.uuid.is_empty() && loc.label.is_empty() {
+        return Err(Error::Locate {
+            dir: dir.to_path_buf(),
+            reason: format!("blkid finds no UUID or label on {}", m.source),
+        });
+    }
+    Ok(loc)
+}
+
+/// The mount point of a mounted file system with this label (the `REAR-DATA` partition of a
+/// USB stick at backup time).
+pub fn mounted_with_label(label: &str) -> Result<PathBuf, Error> {
+    let devices = blkid(&["-t", &format!("LABEL={label}")]);
+    let host = Sysroot::host();
+    let text = host.read_to_string(Path::new("/proc/self/mountinfo"))?;
+    let mounts = parse_mountinfo(&text);
+    for d in &devices {
+        if let Some(dev) = d.get("DEVNAME")
+            && let Some(m) = mounts
+                .iter()
+                .find(|m| &m.source == dev && m.root == Path::new("/"))
+        {
+            return Ok(m.mount_point.clone());
+        }
+    }
+    Err(Error::NotFound {
+        what: format!("a mounted file system labelled {label}"),
+        hint: if devices.is_empty() {
+            format!(
+                "blkid finds no device labelled {label}; plug in the USB stick written with --output usb"
+            )
+        } else {
+            format!("mount the {label} partition first")
+        },
+    })
+}
+
+/// A file system mounted for a restore; unmounted when dropped (if we mounted it).
+#[derive(Debug)]
+pub struct Mounted {
+    /// The directory that holds the backup.
+    pub dir: PathBuf,
+    mounted: Option<PathBuf>,
+}
+
+impl Mounted {
+    /// A directory that needs no mount.
+    pub fn plain(dir: PathBuf) -> Mounted {
+        Mounted { dir, mounted: None }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mp) = self.mounted.take()
+            && let Err(e) = exec::run(Command::new("umount").arg(&mp), Some("mount"))
+        {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Finds the file system by UUID (else label) with `blkid` and mounts it read-only at
+/// `mount_point`; a network location is mounted from its share. `subpath` is the backup
+/// directory below the file system's root.
+pub fn mount_location(loc: &Location, mount_point: &Path) -> Result<Mounted, Error> {
+    let source = if loc.is_network() {
+        loc.source.clone()
+    } else {
+        let devices = blkid(&[]);
+        find_device(&devices, &loc.uuid, &loc.label).ok_or_else(|| Error::NotFound {
+            what: format!(
+                "the file system holding the backup ({}{}{})",
+                if loc.uuid.is_empty() {
+                    String::new()
+                } else {
+                    format!("UUID {}", loc.uuid)
+                },
+                if !loc.uuid.is_empty() && !loc.label.is_empty() {
+                    ", "
+                } else {
+                    ""
+                },
+                if loc.label.is_empty() {
+                    String::new()
+                } else {
+                    format!("label {}", loc.label)
+                },
+            ),
+            hint: format!(
+                "blkid sees {} device(s); attach the backup disk, or give --backup-url",
+                devices.len()
+            ),
+        })?
+    };
+    let sub = loc.subpath.strip_prefix("/").unwrap_or(&loc.subpath);
+    let host = Sysroot::host();
+    let mounts = parse_mountinfo(
+        &host
+            .read_to_string(Path::new("/proc/self/mountinfo"))
+            .unwrap_or_default(),
+    );
+    // Already mounted (a rerun, or the operator mounted it): use it as it is.
+    if let Some(m) = mounts
+        .iter()
+        .find(|m| m.source == source && m.root == Path::new("/"))
+    {
+        return Ok(Mounted::plain(m.mount_point.join(sub)));
+    }
+    std::fs::create_dir_all(mount_point).map_err(|error| Error::Io {
+        path: mount_point.to_path_buf(),
+        error,
+    })?;
+    let mut cmd = Command::new("mount");
+    cmd.args(["-o", "ro"]);
+    if !loc.fstype.is_empty() {
+        cmd.args(["-t", &loc.fstype]);
+    }
+    cmd.arg(&source).arg(mount_point);
+    exec::run(&mut cmd, Some("mount")).map_err(|error| Error::Exec {
+        what: format!("mounting the backup file system {source}"),
+        error,
+    })?;
+    Ok(Mounted {
+        dir: mount_point.join(sub),
+        mounted: Some(mount_point.to_path_buf()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 27 8:17 / /mnt/usb\\040stick rw - vfat /dev/sdb1 rw
+41 27 8:33 /exports/rear /srv/backup rw - ext4 /dev/sdc1 rw
+42 27 0:50 / /mnt/nfs rw - nfs4 server:/export rw,vers=4.2
+";
+
+    #[test]
+    fn mount_of_takes_longest_prefix_and_bind_root() {
+        let m = parse_mountinfo(MOUNTINFO);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[2].mount_point, Path::new("/mnt/usb stick"));
+        let got = mount_of(&m, Path::new("/srv/backup/db1")).unwrap();
+        assert_eq!(got.source, "/dev/sdc1");
+        assert_eq!(
+            got.root.join(
+                Path::new("/srv/backup/db1")
+                    .strip_prefix(&got.mount_point)
+                    .unwrap()
+            ),
+            Path::new("/exports/rear/db1")
+        );
+        assert_eq!(
+            mount_of(&m, Path::new("/var/x")).unwrap().source,
+            "/dev/vda"
+        );
+        assert_eq!(
+            mount_of(&m, Path::new("/mnt/nfs/a")).unwrap().fstype,
+            "nfs4"
+        );
+    }
+
+    #[test]
+    fn find_device_prefers_uuid_then_label() {
+        let d = parse_blkid(
+            "DEVNAME=/dev/sdb1\nLABEL=BACKUP\nUUID=1111\nTYPE=ext4\n\nDEVNAME=/dev/sdc1\nLABEL=BACKUP\nUUID=2222\nTYPE=ext4\n",
+        );
+        assert_eq!(
+            find_device(&d, "2222", "BACKUP").as_deref(),
+            Some("/dev/sdc1")
+        );
+        assert_eq!(
+            find_device(&d, "9999", "BACKUP").as_deref(),
+            Some("/dev/sdb1")
+        );
+        assert_eq!(find_device(&d, "9999", ""), None);
+        assert_eq!(find_device(&d, "", ""), None);
+    }
+}
