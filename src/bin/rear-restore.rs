@@ -45,6 +45,27 @@ enum Cmd {
         #[command(subcommand)]
         command: LayoutCmd,
     },
+    /// Make the restored tree at /mnt/local boot: fstab/crypttab, initramfs, GRUB, EFI entry.
+    Finalize {
+        /// The saved layout.
+        #[arg(long, value_name = "FILE", default_value = layout::LAYOUT_JSON)]
+        layout: PathBuf,
+    },
+    /// The whole recovery: mount the backup, plan, confirm, recreate the layout, restore,
+    /// finalize (and reboot with --auto).
+    Recover {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// No question (refuses when the plan is ambiguous); reboot at the end.
+        #[arg(long)]
+        auto: bool,
+        /// Key file for the LUKS containers (default: ask for a passphrase).
+        #[arg(long, value_name = "FILE")]
+        luks_key: Option<PathBuf>,
+        /// Where the backup is (default: what the image's backup configuration says).
+        #[arg(long, value_name = "URL")]
+        backup_url: Option<rear::backup::url::BackupUrl>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +146,13 @@ fn main() -> ExitCode {
                     Ok(())
                 }
                 Cmd::Layout { command } => layout_cmd(command),
+                Cmd::Finalize { layout: path } => finalize_cmd(&path),
+                Cmd::Recover {
+                    plan,
+                    auto,
+                    luks_key,
+                    backup_url,
+                } => recover_cmd(plan, auto, luks_key, backup_url),
                 Cmd::Restore(cmd) => {
                     use std::io::IsTerminal;
                     cmd.run(std::io::stderr().is_terminal())
@@ -141,6 +169,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `finalize` after `layout apply` and `restore`: the plan apply kept says what was renamed.
+fn finalize_cmd(path: &std::path::Path) -> anyhow::Result<()> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    let saved = rear::layout::Layout::from_json(&read(path)?, &path.display().to_string())?;
+    let plan_path = std::path::Path::new(layout::PLAN);
+    let plan: rear::layout::plan::Plan = serde_json::from_str(&read(plan_path)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run `layout apply` first)", plan_path.display()))?;
+    rear::restore::finalize::finalize(
+        &saved,
+        &plan,
+        std::path::Path::new(rear::layout::plan::MOUNT_ROOT),
+        std::path::Path::new(layout::LOG),
+    )?;
+    println!("finalized {}", rear::layout::plan::MOUNT_ROOT);
+    Ok(())
+}
+
+fn recover_cmd(
+    plan: PlanArgs,
+    auto: bool,
+    luks_key: Option<PathBuf>,
+    backup_url: Option<rear::backup::url::BackupUrl>,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let o = rear::restore::recover::Options {
+        auto,
+        layout: plan.layout,
+        mapping: plan.mapping,
+        resize: plan.resize,
+        luks_key,
+        ask_key: !auto && std::io::stdin().is_terminal(),
+        backup_url,
+        backup_config: PathBuf::from(rear::backup::config::CONFIG_IN_IMAGE),
+    };
+    let mut confirm = |p: &rear::layout::plan::Plan| {
+        let disks: Vec<&str> = p.target_disks().into_iter().collect();
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "not a terminal: give --auto to overwrite {}",
+                disks.join(", ")
+            );
+            return false;
+        }
+        eprint!(
+            "All data on {} will be destroyed. Type YES to go on: ",
+            disks.join(", ")
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "YES"
+    };
+    rear::restore::recover::recover(&o, &mut confirm)?;
+    if auto {
+        println!("rear: recover: rebooting into the recovered system");
+        // The recreated tree is unmounted by the shutdown of PID 1 (it syncs first).
+        init::request(Action::Reboot)?;
+    }
+    Ok(())
 }
 
 fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {

@@ -6,5 +6,6 @@ pub mod init;
 pub mod layout;
 pub mod modload;
 pub mod net;
+pub mod recover;
 pub mod rescue;
 pub mod ssh;
