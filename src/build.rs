@@ -59,7 +59,7 @@ pub enum Error {
     #[error(transparent)]
     Layout(#[from] crate::layout::model::Error),
     /// The layout of the running system could not be captured.
-    #[error("capturing the disk layout: {0}")]
+    #[error("capturing the disk layout")]
     Capture(#[from] crate::layout::capture::Error),
     /// The layout needs a tool the build host lacks.
     #[error(transparent)]
@@ -634,16 +634,22 @@ fn resolve_files<'a>(
         }
         for group in &r.file.any_of {
             let mut found = false;
-            for name in group {
+            for name in group.names() {
                 if c.add_program(name, &why)? {
                     found = true;
                     break;
                 }
             }
-            if !found && !group.is_empty() {
+            if !found && !group.names().is_empty() && group.optional() {
+                c.warn(format!(
+                    "none of the programs {} (recipe {}) is installed",
+                    group.names().join(", "),
+                    r.origin
+                ));
+            } else if !found && !group.names().is_empty() {
                 return Err(Error::Closure(closure::Error::Missing {
                     what: "any of the programs",
-                    name: group.join(", "),
+                    name: group.names().join(", "),
                     recipe: r.origin.clone(),
                     looked: closure::PATH.join(":"),
                 }));

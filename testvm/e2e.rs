@@ -198,14 +198,15 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
             &mut vm,
             1,
             "dmesg -n 1; mkdir -p /mnt/tools /backup && mount -o ro /dev/vdb /mnt/tools && \
-             mkfs.ext4 -q -L BACKUP /dev/vdc && mount /dev/vdc /backup",
+             cp /mnt/tools/rear-mkimage /mnt/tools/rear-restore /usr/local/sbin/ && \
+             umount /mnt/tools && mkfs.ext4 -q -L BACKUP /dev/vdc && mount /dev/vdc /backup",
             Duration::from_secs(120),
         );
         assert_eq!(rc, 0, "{out}");
         let (out, rc) = sh(
             &mut vm,
             2,
-            "/mnt/tools/rear-mkimage --output iso --out /backup --init /mnt/tools/rear-restore \
+            "rear-mkimage --output iso --out /backup --init /usr/local/sbin/rear-restore \
              --backup --backup-url file:///backup --ssh off --net none --boot-timeout 1 \
              --kernel-cmdline 'rear.auto norandmaps'",
             Duration::from_secs(1500),

@@ -1,4 +1,5 @@
-//! A real Debian "source system" for the end-to-end recovery tests, and proof that it boots.
+//! A real Debian "source system" for the end-to-end recovery tests (`e2e.rs` boots it, recovers it
+//! and boots the result).
 //!
 //! [`source_disk`] hands out a private qcow2 overlay of a cached disk image: Debian bookworm
 //! (minbase + kernel, systemd, udev, GRUB for BIOS and UEFI, LVM and the tools rear-mkimage
@@ -25,11 +26,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rear::media::qemu::{Firmware, OVMF_CODE, OVMF_VARS};
+use rear::media::qemu::Firmware;
 use sha2::{Digest, Sha256};
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, pflash_args, qemu_available};
+use crate::qemu::Vm;
 
 /// The two source systems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ pub fn cache() -> &'static Cache {
 }
 
 /// A fresh qcow2 overlay of the cached image of `variant` in `dir`, for the caller to boot
-/// (and write to) with [`boot_args`]; the cache itself stays untouched.
+/// (and write to); the cache itself stays untouched.
 pub fn source_disk(variant: Variant, dir: &Path) -> PathBuf {
     let base = cache().image(variant);
     let overlay = dir.join(format!("source-{}.qcow2", variant.name()));
@@ -125,26 +126,6 @@ pub fn source_disk(variant: Variant, dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     overlay
-}
-
-/// QEMU arguments (after those of [`Vm::start`]) that boot `disk` (qcow2 from [`source_disk`],
-/// or raw) as a virtio disk with `firmware`; OVMF's variable store is copied into `scratch`.
-pub fn boot_args(firmware: Firmware, disk: &Path, scratch: &Path) -> Vec<String> {
-    let format = if disk.extension().is_some_and(|e| e == "qcow2") {
-        "qcow2"
-    } else {
-        "raw"
-    };
-    // No VGA: the consoles are serial, and the guest's DRM driver costs seconds under TCG.
-    let mut args: Vec<String> = ["-m", "1024", "-nic", "none", "-vga", "none", "-drive"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push(format!("file={},format={format},if=virtio", disk.display()));
-    if firmware == Firmware::Uefi {
-        args.extend(pflash_args(OVMF_CODE, OVMF_VARS, scratch));
-    }
-    args
 }
 
 /// `target/e2e-cache` or `$REAR_E2E_CACHE`.
@@ -473,58 +454,4 @@ pub fn check_booted(vm: &mut Vm, variant: Variant, firmware: Firmware) {
         out.contains(&format!("XATTR={}\n", MARKER_XATTR.1)),
         "{out}"
     );
-}
-
-/// Boots the source system of `variant` with `firmware`, runs [`check_booted`], powers off,
-/// and prints the time to GRUB, to [`READY`] and to the end.
-fn boot_and_check(variant: Variant, firmware: Firmware) {
-    if !qemu_available() {
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
-    let disk = source_disk(variant, scratch.path());
-    let args = boot_args(firmware, &disk, scratch.path());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let name = format!(
-        "sysimage_{}_{}",
-        variant.name(),
-        match firmware {
-            Firmware::Bios => "seabios",
-            Firmware::Uefi => "ovmf",
-        }
-    );
-    let started = Instant::now();
-    let mut vm = Vm::start(&name, &argv);
-    vm.expect("GNU GRUB", Duration::from_secs(180));
-    let grub = started.elapsed();
-    vm.expect(READY, Duration::from_secs(400));
-    let ready = started.elapsed();
-    check_booted(&mut vm, variant, firmware);
-    let checked = started.elapsed();
-    vm.send("poweroff");
-    let status = vm.wait_exit(Duration::from_secs(120));
-    assert!(status.success(), "QEMU exit status {status}");
-    eprintln!(
-        "{name}: phase boot: GRUB after {:.1} s, {READY}after {:.1} s, checked after {:.1} s, \
-         off after {:.1} s",
-        grub.as_secs_f64(),
-        ready.as_secs_f64(),
-        checked.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
-}
-
-#[test]
-fn sysimage_plain_ovmf() {
-    boot_and_check(Variant::Plain, Firmware::Uefi);
-}
-
-#[test]
-fn sysimage_plain_seabios() {
-    boot_and_check(Variant::Plain, Firmware::Bios);
-}
-
-#[test]
-fn sysimage_lvm_ovmf() {
-    boot_and_check(Variant::Lvm, Firmware::Uefi);
 }

@@ -246,6 +246,18 @@ pub fn image_recipe(config: &Config) -> Result<crate::recipe::Recipe, Error> {
     if config.location.as_ref().is_some_and(Location::is_network) {
         r.file.programs.push(Item::Name("mount.nfs".into()));
     }
+    // The backup's file system driver (the kernel may have it built in).
+    if let Some(fstype) = config
+        .location
+        .as_ref()
+        .map(|l| l.fstype.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        r.file.modules.push(Item::Table {
+            name: fstype.to_string(),
+            optional: true,
+        });
+    }
     Ok(r)
 }
 

@@ -743,9 +743,9 @@ fn fs_options(
 pub fn disks_from_lsblk(json: &str) -> Result<Vec<Disk>, Error> {
     let mut disks: Vec<Disk> = lsblk::parse(json)?
         .into_iter()
-        .filter(|d| d.kind == "disk" && d.parents.is_empty())
+        .filter(|d| d.kind == "disk" && d.parents.is_empty() && d.size > 0)
         .filter(|d| {
-            !["zram", "ram", "nbd", "loop"]
+            !["zram", "ram", "nbd", "loop", "fd"]
                 .iter()
                 .any(|p| d.name.starts_with(p))
         })

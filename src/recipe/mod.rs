@@ -95,6 +95,37 @@ impl Item {
     }
 }
 
+/// A group of alternative programs: `["vim.tiny", "nano"]` (one of them is required) or
+/// `{ names = ["vim.tiny", "nano"], optional = true }` (none is only a warning).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Group {
+    /// Required: one must exist.
+    Names(Vec<String>),
+    /// With a flag.
+    Table {
+        /// The alternatives, in order of preference.
+        names: Vec<String>,
+        /// Whether a host without any of them still builds (with a warning).
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+impl Group {
+    /// The alternatives.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Group::Names(n) | Group::Table { names: n, .. } => n,
+        }
+    }
+
+    /// Whether none of them is fine.
+    pub fn optional(&self) -> bool {
+        matches!(self, Group::Table { optional: true, .. })
+    }
+}
+
 /// A recipe as written in TOML. Every list may be absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,7 +140,7 @@ pub struct RecipeFile {
     /// none of whose members exists is an error unless the whole group is optional (empty
     /// groups are ignored). Example: an editor: `["vim.tiny", "vim", "vi", "nano"]`.
     #[serde(default)]
-    pub any_of: Vec<Vec<String>>,
+    pub any_of: Vec<Group>,
     /// Files and directories (absolute host paths; directories are copied whole; `*`, `?` and
     /// `[...]` globs are expanded).
     #[serde(default)]
@@ -217,17 +248,17 @@ mod tests {
             r#"
 programs = ["bash", { name = "vim", optional = true }]
 libraries = ["libgcc_s.so.1"]
-any_of = [["vim.tiny", "nano"]]
+any_of = [["vim.tiny", "nano"], { names = ["mg", "ed"], optional = true }]
 "#,
         )
         .unwrap();
         assert_eq!(r.file.programs[0].name(), "bash");
         assert!(!r.file.programs[0].optional());
         assert!(r.file.programs[1].optional());
-        assert_eq!(
-            r.file.any_of,
-            vec![vec!["vim.tiny".to_string(), "nano".to_string()]]
-        );
+        assert_eq!(r.file.any_of[0].names(), ["vim.tiny", "nano"]);
+        assert!(!r.file.any_of[0].optional());
+        assert_eq!(r.file.any_of[1].names(), ["mg", "ed"]);
+        assert!(r.file.any_of[1].optional());
     }
 
     #[test]

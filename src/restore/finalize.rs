@@ -311,16 +311,32 @@ fn efi_boot_entry(root: &Path, esp: &str, disk: &str, part: u32) -> Result<(), E
         .unwrap_or("grubx64.efi");
     let loader = format!("\\EFI\\{vendor}\\{loader}");
     let part = part.to_string();
+    // sysfs does not mount efivarfs by itself; already mounted is fine.
+    let _ = nix::mount::mount(
+        Some("efivarfs"),
+        "/sys/firmware/efi/efivars",
+        Some("efivarfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
     let mut c = Command::new("efibootmgr");
     c.args([
         "--create", "--disk", disk, "--part", &part, "--label", &vendor, "--loader", &loader,
     ]);
-    exec::run(&mut c, Some("efibootmgr"))
-        .map(|_| ())
-        .map_err(|error| Error::Command {
+    match exec::run(&mut c, Some("efibootmgr")) {
+        Ok(_) => Ok(()),
+        // The removable path installed above boots without an entry.
+        Err(exec::Error::ToolMissing { .. }) => {
+            log::warn!(
+                "finalize: efibootmgr is not in the rescue system: no boot entry made (the removable path boots)"
+            );
+            Ok(())
+        }
+        Err(error) => Err(Error::Command {
             what: "creating the EFI boot entry".into(),
             error,
-        })
+        }),
+    }
 }
 
 /// `/proc`, `/sys`, `/dev`, `/run` (and efivarfs) bind-mounted into the target; unmounted

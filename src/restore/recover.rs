@@ -18,19 +18,19 @@ use crate::restore::{finalize, layout};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The backup configuration of the image is unreadable.
-    #[error("backup configuration: {0}")]
+    #[error("backup configuration")]
     Config(#[from] backup::config::ConfigError),
     /// Finding, mounting or restoring the backup failed.
-    #[error("restore: {0}")]
+    #[error("restore")]
     Backup(#[from] backup::Error),
     /// The plan cannot be made (an ambiguous disk, a too-small disk, a bad layout file).
-    #[error("plan: {0}")]
+    #[error("plan")]
     Plan(#[from] layout::PlanError),
     /// Recreating the layout failed.
-    #[error("layout apply: {0}")]
+    #[error("layout apply")]
     Apply(#[from] layout::Error),
     /// Finalize failed.
-    #[error("finalize: {0}")]
+    #[error("finalize")]
     Finalize(#[from] finalize::Error),
     /// The operator said no.
     #[error("not confirmed; nothing was changed")]
@@ -58,10 +58,9 @@ pub struct Options {
     pub backup_config: PathBuf,
 }
 
-/// Prints a stage line on the console and in the log.
+/// Prints a stage line on the console.
 fn say(line: &str) {
     println!("rear: recover: {line}");
-    log::info!("recover: {line}");
 }
 
 /// Runs the recovery. `confirm` is asked with the plan unless `auto`.
@@ -76,14 +75,29 @@ pub fn recover(o: &Options, confirm: &mut dyn FnMut(&Plan) -> bool) -> Result<()
         }
         Err(e) => return Err(e.into()),
     };
+    // The rescue system runs no udev: load the drivers of the layout's and the backup's
+    // file systems before mounting anything.
+    let text = std::fs::read_to_string(&o.layout).map_err(|error| layout::PlanError::Read {
+        path: o.layout.clone(),
+        error,
+    })?;
+    let saved = crate::layout::Layout::from_json(&text, &o.layout.display().to_string())
+        .map_err(layout::PlanError::from)?;
+    layout::load_modules(&saved);
+    if let Some(fstype) = config
+        .as_ref()
+        .and_then(|c| c.location.as_ref())
+        .map(|l| l.fstype.as_str())
+    {
+        layout::load_module_names(&[fstype]);
+    }
     let found = backup::find(config.as_ref(), o.backup_url.as_ref())?;
     say(&format!("backup found in {}", found.dir.display()));
-    let (saved, plan) = layout::plan_here(&o.layout, &o.mapping, o.resize)?;
+    let (_, plan) = layout::plan_here(&o.layout, &o.mapping, o.resize)?;
     print!("{}", plan.render());
     if !o.auto && !confirm(&plan) {
         return Err(Error::NotConfirmed);
     }
-    layout::load_modules(&saved);
     let mut asked = None;
     if o.luks_key.is_none() && o.ask_key && !saved.luks.is_empty() {
         asked = Some(layout::ask_passphrase(Path::new("/run/rear"))?);
