@@ -652,7 +652,8 @@ pub fn parse_mounts(text: &str) -> Vec<Filesystem> {
         .collect()
 }
 
-fn unescape_octal(s: &str) -> String {
+/// Undoes the octal escapes of mount tables (`\\040` for a space; proc(5)).
+pub(crate) fn unescape_octal(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

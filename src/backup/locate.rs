@@ -14,6 +14,7 @@ use std::process::Command;
 use super::Error;
 use super::config::Location;
 use crate::exec;
+use crate::layout::parse::blkid::Tags;
 use crate::sysroot::Sysroot;
 
 /// Where the rescue system mounts the file system holding the backup.
@@ -32,26 +33,6 @@ pub struct MountInfo {
     pub source: String,
 }
 
-/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parses `/proc/self/mountinfo` (proc(5)): `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS
 /// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS`.
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
@@ -61,10 +42,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             let l: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
             Some(MountInfo {
-                root: PathBuf::from(unescape(l.get(3)?)),
-                mount_point: PathBuf::from(unescape(l.get(4)?)),
+                root: PathBuf::from(crate::report::unescape_octal(l.get(3)?)),
+                mount_point: PathBuf::from(crate::report::unescape_octal(l.get(4)?)),
                 fstype: r.first()?.to_string(),
-                source: unescape(r.get(1)?),
+                source: crate::report::unescape_octal(r.get(1)?),
             })
         })
         .collect()
@@ -85,40 +66,22 @@ pub fn mount_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInf
         })
 }
 
-/// The `KEY=value` blocks of `blkid -o export`, one map per device.
-pub fn parse_blkid(text: &str) -> Vec<BTreeMap<String, String>> {
-    text.split("\n\n")
-        .map(|block| {
-            block
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
-        })
-        .filter(|m| m.contains_key("DEVNAME"))
-        .collect()
-}
-
 /// The device of `blkid` output with this UUID, else this label (UUID first: labels repeat).
-pub fn find_device(
-    devices: &[BTreeMap<String, String>],
-    uuid: &str,
-    label: &str,
-) -> Option<String> {
+pub fn find_device(devices: &BTreeMap<String, Tags>, uuid: &str, label: &str) -> Option<String> {
     let by = |key: &str, want: &str| {
         (!want.is_empty())
             .then(|| {
                 devices
                     .iter()
-                    .find(|d| d.get(key).is_some_and(|v| v == want))
-                    .and_then(|d| d.get("DEVNAME").cloned())
+                    .find(|(_, t)| t.get(key).is_some_and(|v| v == want))
+                    .map(|(dev, _)| dev.clone())
             })
             .flatten()
     };
     by("UUID", uuid).or_else(|| by("LABEL", label))
 }
 
-fn blkid(args: &[&str]) -> Vec<BTreeMap<String, String>> {
+fn blkid(args: &[&str]) -> BTreeMap<String, Tags> {
     // blkid exits 2 when it finds nothing: that is "no device", not a failure to report.
     exec::run(
         Command::new("blkid")
@@ -126,7 +89,8 @@ fn blkid(args: &[&str]) -> Vec<BTreeMap<String, String>> {
             .args(args),
         Some("util-linux"),
     )
-    .map(|o| parse_blkid(&String::from_utf8_lossy(&o.stdout)))
+    .ok()
+    .and_then(|o| crate::layout::parse::blkid::parse(&String::from_utf8_lossy(&o.stdout)).ok())
     .unwrap_or_default()
 }
 
@@ -164,7 +128,7 @@ pub fn locate(dir: &Path) -> Result<Location, Error> {
             ),
         });
     }
-    if let Some(d) = blkid(&[&m.source]).into_iter().next() {
+    if let Some(d) = blkid(&[&m.source]).into_values().next() {
         loc.uuid = d.get("UUID").cloned().unwrap_or_default();
         loc.label = d.get("LABEL").cloned().unwrap_or_default();
     }
@@ -184,11 +148,10 @@ pub fn mounted_with_label(label: &str) -> Result<PathBuf, Error> {
     let host = Sysroot::host();
     let text = host.read_to_string(Path::new("/proc/self/mountinfo"))?;
     let mounts = parse_mountinfo(&text);
-    for d in &devices {
-        if let Some(dev) = d.get("DEVNAME")
-            && let Some(m) = mounts
-                .iter()
-                .find(|m| &m.source == dev && m.root == Path::new("/"))
+    for dev in devices.keys() {
+        if let Some(m) = mounts
+            .iter()
+            .find(|m| &m.source == dev && m.root == Path::new("/"))
         {
             return Ok(m.mount_point.clone());
         }
@@ -336,9 +299,10 @@ mod tests {
 
     #[test]
     fn find_device_prefers_uuid_then_label() {
-        let d = parse_blkid(
+        let d = crate::layout::parse::blkid::parse(
             "DEVNAME=/dev/sdb1\nLABEL=BACKUP\nUUID=1111\nTYPE=ext4\n\nDEVNAME=/dev/sdc1\nLABEL=BACKUP\nUUID=2222\nTYPE=ext4\n",
-        );
+        )
+        .unwrap();
         assert_eq!(
             find_device(&d, "2222", "BACKUP").as_deref(),
             Some("/dev/sdc1")
