@@ -190,6 +190,29 @@ fn finalize_cmd(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks the operator to type YES before the plan's disks are overwritten; off a terminal,
+/// an error naming `flag`, which skips the question.
+fn confirm_overwrite(p: &rear::layout::plan::Plan, flag: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let disks: Vec<&str> = p.target_disks().into_iter().collect();
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not a terminal: give {flag} to overwrite {}",
+            disks.join(", ")
+        );
+    }
+    eprint!(
+        "All data on {} will be destroyed. Type YES to go on: ",
+        disks.join(", ")
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "YES" {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
 fn recover_cmd(
     plan: PlanArgs,
     auto: bool,
@@ -207,21 +230,12 @@ fn recover_cmd(
         backup_url,
         backup_config: PathBuf::from(rear::backup::config::CONFIG_IN_IMAGE),
     };
-    let mut confirm = |p: &rear::layout::plan::Plan| {
-        let disks: Vec<&str> = p.target_disks().into_iter().collect();
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "not a terminal: give --auto to overwrite {}",
-                disks.join(", ")
-            );
-            return false;
+    let mut confirm = |p: &rear::layout::plan::Plan| match confirm_overwrite(p, "--auto") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("{e}");
+            false
         }
-        eprint!(
-            "All data on {} will be destroyed. Type YES to go on: ",
-            disks.join(", ")
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "YES"
     };
     rear::restore::recover::recover(&o, &mut confirm)?;
     if auto {
@@ -266,49 +280,10 @@ fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {
         } => {
             let (saved, p) = layout::plan_here(&plan.layout, &plan.mapping, plan.resize)?;
             print!("{}", p.render());
-            let disks: Vec<&str> = p.target_disks().into_iter().collect();
             if !yes {
-                if !std::io::stdin().is_terminal() {
-                    bail!(
-                        "not a terminal: give --yes to overwrite {}",
-                        disks.join(", ")
-                    );
-                }
-                eprint!(
-                    "All data on {} will be destroyed. Type YES to go on: ",
-                    disks.join(", ")
-                );
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if answer.trim() != "YES" {
-                    bail!("not confirmed; nothing was changed");
-                }
+                confirm_overwrite(&p, "--yes")?;
             }
-            let needs_key = p
-                .steps
-                .iter()
-                .any(|s| matches!(s.action, rear::layout::plan::Action::Luks { .. }));
-            let mut asked = None;
-            let key = match luks_key {
-                Some(k) => Some(k),
-                None if needs_key && std::io::stdin().is_terminal() => {
-                    let k = layout::ask_passphrase(std::path::Path::new("/run/rear"))?;
-                    asked = Some(k.clone());
-                    Some(k)
-                }
-                None => None,
-            };
-            layout::load_modules(&saved);
-            let result = layout::apply(
-                &p,
-                &layout::default_context(key),
-                std::path::Path::new(layout::STATE),
-                std::path::Path::new(layout::LOG),
-            );
-            if let Some(k) = asked {
-                let _ = std::fs::remove_file(k);
-            }
-            result?;
+            layout::apply_plan(&saved, &p, luks_key, std::io::stdin().is_terminal())?;
             println!(
                 "layout recreated and mounted at {}",
                 rear::layout::plan::MOUNT_ROOT

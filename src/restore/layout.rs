@@ -811,6 +811,36 @@ pub fn load_module_names(names: &[&str]) {
     }
 }
 
+/// Loads the layout's drivers, takes the LUKS key (the file given, or asked on the terminal
+/// when `ask` and the plan has LUKS steps; an asked key file is removed afterwards) and runs
+/// the plan with the standard state, log and mount root.
+pub fn apply_plan(
+    saved: &crate::layout::Layout,
+    plan: &Plan,
+    luks_key: Option<PathBuf>,
+    ask: bool,
+) -> Result<(), Error> {
+    load_modules(saved);
+    let needs_key = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Luks { .. }));
+    let asked = match &luks_key {
+        None if needs_key && ask => Some(ask_passphrase(Path::new("/run/rear"))?),
+        _ => None,
+    };
+    let result = apply(
+        plan,
+        &default_context(luks_key.or(asked.clone())),
+        Path::new(STATE),
+        Path::new(LOG),
+    );
+    if let Some(k) = asked {
+        let _ = std::fs::remove_file(k);
+    }
+    result
+}
+
 /// Asks for a LUKS passphrase twice on the terminal without echo and writes it to a key file
 /// in `dir` (a tmpfs in the rescue system) readable only by root. The caller removes it.
 pub fn ask_passphrase(dir: &Path) -> Result<PathBuf, Error> {

@@ -98,21 +98,7 @@ pub fn recover(o: &Options, confirm: &mut dyn FnMut(&Plan) -> bool) -> Result<()
     if !o.auto && !confirm(&plan) {
         return Err(Error::NotConfirmed);
     }
-    let mut asked = None;
-    if o.luks_key.is_none() && o.ask_key && !saved.luks.is_empty() {
-        asked = Some(layout::ask_passphrase(Path::new("/run/rear"))?);
-    }
-    let ctx = layout::default_context(o.luks_key.clone().or(asked.clone()));
-    let applied = layout::apply(
-        &plan,
-        &ctx,
-        Path::new(layout::STATE),
-        Path::new(layout::LOG),
-    );
-    if let Some(k) = asked {
-        let _ = std::fs::remove_file(k);
-    }
-    applied?;
+    layout::apply_plan(&saved, &plan, o.luks_key.clone(), o.ask_key)?;
     say(&format!("layout recreated and mounted at {MOUNT_ROOT}"));
     let method = match &config {
         Some(c) => c.method.clone(),
