@@ -238,3 +238,23 @@ fn s3_unreachable_endpoint_is_a_clear_502() {
     let spool = s._dir.path().join("media/tmp");
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
+
+/// A bucket that does not exist: the verified upload's `PutObject` fails, the answer is a 502
+/// with S3's error code, and the spooled copy is removed all the same.
+#[test]
+fn s3_missing_bucket_is_a_502_with_the_s3_error() {
+    let Some(moto) = Moto::start() else { return };
+    let s = Server::with(Backend::Sqlite, &s3_config(&moto.endpoint));
+    let t = s.token("web01");
+    let content = b"an ISO for a bucket nobody made";
+    let sha = sha256(content);
+    let (code, body) = put(&s, &sha, &t, content);
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains(&format!("PUT {PREFIX}{sha}: HTTP 404 NoSuchBucket")),
+        "{body}"
+    );
+    assert!(!body.contains(ACCESS) && !body.contains(SECRET), "{body}");
+    let spool = s._dir.path().join("media/tmp");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
