@@ -16,13 +16,13 @@ ENSURE := .ci/ensure-packages
 BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
 	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
 # Needed by the tests: QEMU and firmware, the real tools the tests compare against,
-# python3 (its smtplib is the SMTP client of the mail tests), headless Chromium with its
-# WebDriver for the GUI tests (tests/server/browser.rs), and PostgreSQL (the server tests
-# start a private cluster of it).
+# python3 (its smtplib is the SMTP client of the mail tests; its pip installs moto, the S3
+# server of the S3 media tests), headless Chromium with its WebDriver for the GUI tests
+# (tests/server/browser.rs), and PostgreSQL (the server tests start a private cluster of it).
 TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils gzip \
 	initramfs-tools gdisk xorriso openssh-server openssh-client mount pxelinux \
 	mdadm lvm2 cryptsetup-bin btrfs-progs xfsprogs thin-provisioning-tools \
-	python3 chromium chromium-driver postgresql debootstrap qemu-utils \
+	python3 python3-pip chromium chromium-driver postgresql debootstrap qemu-utils \
 	tar acl attr restic borgbackup rsync
 
 .PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
@@ -56,8 +56,11 @@ clippy:
 unit:
 	$(CARGO) test --locked
 
-# rear-server against real HTTP requests on 127.0.0.1.
+# rear-server against real HTTP requests on 127.0.0.1; the S3 media tests need moto's
+# S3-compatible server (PyPI, not packaged by Debian).
 servertest:
+	@python3 -c 'import moto.server' 2>/dev/null || \
+		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet 'moto[server]'
 	$(CARGO) test --locked --features server --test server
 
 # Debian's Microsoft-signed shim and signed GRUB, unpacked (not installed: installed, they

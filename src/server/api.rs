@@ -56,6 +56,14 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// A failure of the object store behind the server: logged and answered with 502 and the
+/// message, which names the endpoint and operation but no credentials (see
+/// [`store::Error::Remote`]), so the uploader knows the server is not at fault.
+pub fn bad_gateway(e: store::Error) -> Response {
+    log::error!("{e}");
+    refuse(StatusCode::BAD_GATEWAY, e.to_string())
+}
+
 /// `GET /healthz`: the server runs and its database answers.
 pub async fn healthz(State(app): State<Arc<AppState>>) -> Response {
     match app.db.run(|c| db::ping(c)).await {
@@ -213,6 +221,7 @@ pub async fn put_media(
         Err(e @ (store::Error::Mismatch { .. } | store::Error::Body(_))) => {
             return refuse(StatusCode::BAD_REQUEST, e.to_string());
         }
+        Err(e @ store::Error::Remote { .. }) => return bad_gateway(e),
         Err(e) => return internal(e),
     };
     let (size, code) = match put {

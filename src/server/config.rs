@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::store::s3::{S3Config, S3Url};
+
 /// Errors of the configuration; each names the file and, where it can, the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -190,8 +192,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The database.
     pub database: Database,
-    /// The content-addressed media store.
+    /// The content-addressed media store, or with [`Config::media_s3`] the spool of uploads.
     pub media_dir: PathBuf,
+    /// The S3-compatible bucket media are kept in instead of `media_dir` (`media_url`).
+    pub media_s3: Option<S3Config>,
     /// Media older than this marks a host stale.
     pub max_age: Duration,
     /// A token with which an unknown host may report first and so be created.
@@ -224,6 +228,9 @@ struct Raw {
     listen: Option<String>,
     database: Option<String>,
     media_dir: Option<PathBuf>,
+    media_url: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
     max_age: Option<String>,
     enrollment_token: Option<String>,
     metrics_token: Option<String>,
@@ -258,8 +265,18 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses `text`; `path` is only for messages.
+    /// Parses `text`; `path` is only for messages. S3 credentials not in the file come from
+    /// the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        Config::parse_with_env(text, path, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::parse`] with the environment given as `env`.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
         let raw: Raw = toml::from_str(text).map_err(|error| Error::Toml {
             path: path.to_path_buf(),
             error: Box::new(error),
@@ -324,8 +341,18 @@ impl Config {
                 ));
             }
         }
+        let media_s3 = match &raw.media_url {
+            None => None,
+            Some(u) => {
+                let url = S3Url::parse(u).map_err(|m| invalid("media_url", m))?;
+                let credentials = s3_credentials(raw.s3_access_key, raw.s3_secret_key, &env)
+                    .map_err(|(key, m)| invalid(key, m))?;
+                Some(S3Config { url, credentials })
+            }
+        };
         Ok(Config {
             listen,
+            media_s3,
             database,
             media_dir: raw
                 .media_dir
@@ -350,6 +377,38 @@ impl Config {
                 .unwrap_or(max_report_bytes.div_ceil(57) * 78 + (64 << 10)),
         })
     }
+}
+
+/// The S3 credentials: both from the configuration, or else both from the environment; on
+/// error the setting to blame and why (never a value).
+fn s3_credentials(
+    access: Option<String>,
+    secret: Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<rusty_s3::Credentials, (&'static str, String)> {
+    let (access, secret, token) = match (access, secret) {
+        (Some(a), Some(s)) => (a, s, None),
+        (Some(_), None) => return Err(("s3_secret_key", "missing: s3_access_key is set".into())),
+        (None, Some(_)) => return Err(("s3_access_key", "missing: s3_secret_key is set".into())),
+        (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => (a, s, env("AWS_SESSION_TOKEN")),
+            _ => {
+                return Err((
+                    "media_url",
+                    "no S3 credentials: set s3_access_key and s3_secret_key, or \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+                        .into(),
+                ));
+            }
+        },
+    };
+    if access.is_empty() || secret.is_empty() {
+        return Err(("s3_access_key", "S3 credentials must not be empty".into()));
+    }
+    Ok(match token {
+        Some(t) => rusty_s3::Credentials::new_with_token(access, secret, t),
+        None => rusty_s3::Credentials::new(access, secret),
+    })
 }
 
 /// `postgres://...` (or `postgresql://`), `sqlite:///abs/path`, `sqlite:relative/path` or a
@@ -451,6 +510,45 @@ mod tests {
                 .contains("8.8.8.8".parse().unwrap())
         );
         assert_eq!(Cidr::parse("1.2.3.4/33"), None);
+    }
+
+    #[test]
+    fn parse_media_url_and_credentials() {
+        let url = "media_url = \"s3://b/p?endpoint=http://127.0.0.1:9000\"\n";
+        let no_env = |_: &str| None;
+        let p = Path::new("c.toml");
+        let c = Config::parse_with_env(
+            &format!("{url}s3_access_key = \"AKIAX\"\ns3_secret_key = \"sek\"\n"),
+            p,
+            no_env,
+        )
+        .unwrap();
+        let s3 = c.media_s3.as_ref().unwrap();
+        assert_eq!(s3.credentials.key(), "AKIAX");
+        assert_eq!(s3.url.prefix, "p/");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("AKIAX") && !shown.contains("sek\""),
+            "{shown}"
+        );
+        let env = |k: &str| {
+            (k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY").then(|| format!("env-{k}"))
+        };
+        let c = Config::parse_with_env(url, p, env).unwrap();
+        assert_eq!(
+            c.media_s3.unwrap().credentials.secret(),
+            "env-AWS_SECRET_ACCESS_KEY"
+        );
+        let e = Config::parse_with_env(url, p, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("media_url: no S3 credentials"), "{e}");
+        let e = Config::parse_with_env(&format!("{url}s3_access_key = \"AKIAX\"\n"), p, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s3_secret_key: missing"), "{e}");
+        assert!(Config::parse_with_env("media_url = \"b\"", p, no_env).is_err());
+        assert!(Config::parse("", p).unwrap().media_s3.is_none());
     }
 
     #[test]

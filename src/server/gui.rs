@@ -543,7 +543,15 @@ pub async fn host(
     let mut media = Vec::new();
     if let Some(b) = get(&h.ok_report).and_then(|r| r.build.as_ref()) {
         for a in &b.artefacts {
-            let stored = store::valid_name(&a.sha256) && app.store.size(&a.sha256).is_some();
+            let stored = store::valid_name(&a.sha256)
+                && match app.store.size(&a.sha256).await {
+                    Ok(size) => size.is_some(),
+                    Err(e) => {
+                        // The page still shows; the medium is listed without its link.
+                        log::warn!("media {} of {}: {e}", a.sha256, h.name);
+                        false
+                    }
+                };
             media.push((a.clone(), stored));
         }
     }
@@ -582,24 +590,22 @@ pub async fn download(
     if !store::valid_name(&sha) {
         return (StatusCode::BAD_REQUEST, "not a SHA-256\n").into_response();
     }
-    let path = app.store.path(&sha);
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(_) => return (StatusCode::NOT_FOUND, "no such medium\n").into_response(),
-    };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt as _;
-        let mut buf = vec![0u8; 1 << 16];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
+    let (size, body) = match app.store.open(&sha).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such medium\n").into_response(),
+        Err(e @ store::Error::Remote { .. }) => {
+            log::error!("download of {sha}: {e}");
+            return (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response();
         }
-    });
+        Err(e) => {
+            log::error!("download of {sha}: {e}");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log\n",
+            )
+                .into_response();
+        }
+    };
     // Only safe characters in the offered file name.
     let name: String = q
         .name
@@ -607,7 +613,7 @@ pub async fn download(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         .collect();
-    let mut r = axum::body::Body::from_stream(stream).into_response();
+    let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

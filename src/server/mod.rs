@@ -94,7 +94,7 @@ pub fn open_db(config: &Config) -> Result<Db, Error> {
 /// The state for `config`: database open, media folder ready.
 pub fn state(config: Config) -> Result<AppState, Error> {
     let db = Arc::new(open_db(&config)?);
-    let store = MediaStore::new(&config.media_dir)?;
+    let store = MediaStore::new(&config.media_dir, config.media_s3.as_ref())?;
     Ok(AppState {
         config,
         db,
@@ -174,6 +174,7 @@ pub async fn serve(config: Config, smtp: Option<SocketAddr>) -> Result<(), Error
         let _ = std::io::stdout().flush();
     }
     log::info!("rear-server listening on {bound}");
+    log::info!("media store: {}", app.store);
     // The SMTP receiver stops when the HTTP server has shut down (the sender is dropped).
     let (stop_smtp, stopped) = tokio::sync::oneshot::channel::<()>();
     let smtp_task = smtp_listener.map(|(l, a)| {

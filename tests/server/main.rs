@@ -10,6 +10,7 @@
 
 mod browser;
 mod pg;
+mod s3;
 mod webdriver;
 
 use std::io::{BufRead as _, BufReader, Write as _};
