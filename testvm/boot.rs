@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, kernel_args, qemu_available};
 
 /// Builds kernel + initrd of the machine running the test into `out`; returns
 /// (kernel, initrd, release).
@@ -57,23 +57,9 @@ fn boot_initrd_reaches_ready_shell_and_disk() {
         .set_len(64 << 20)
         .unwrap();
     let drive = format!("file={},if=virtio,format=raw", disk.display());
-    let mut vm = Vm::start(
-        "boot_initrd",
-        &[
-            "-m",
-            "1024",
-            "-nic",
-            "none",
-            "-kernel",
-            kernel.to_str().unwrap(),
-            "-initrd",
-            initrd.to_str().unwrap(),
-            "-append",
-            "console=ttyS0 panic=5 norandmaps",
-            "-drive",
-            &drive,
-        ],
-    );
+    let mut args = kernel_args(&kernel, &initrd, "", true);
+    args.extend(["-drive".into(), drive]);
+    let mut vm = Vm::start("boot_initrd", &args);
     vm.expect(
         &format!("rear rescue ready {release}"),
         Duration::from_secs(120),

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, kernel_args, qemu_available};
 
 /// A 16 MiB raw image for the stick.
 fn stick_image(dir: &Path) -> std::path::PathBuf {
@@ -29,23 +29,14 @@ fn start(name: &str, dir: &Path, extra: &[&str]) -> (Vm, String) {
         "if=none,id=stick,format=raw,file={}",
         stick_image(dir).display()
     );
-    let mut args = vec![
-        "-m",
-        "1024",
-        "-nic",
-        "none",
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-initrd",
-        initrd.to_str().unwrap(),
-        "-append",
-        "console=ttyS0 panic=5 norandmaps",
-        "-device",
-        "qemu-xhci,id=xhci",
-        "-drive",
-        &drive,
-    ];
-    args.extend_from_slice(extra);
+    let mut args = kernel_args(&kernel, &initrd, "", true);
+    args.extend([
+        "-device".into(),
+        "qemu-xhci,id=xhci".into(),
+        "-drive".into(),
+        drive,
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
     let mut vm = Vm::start(name, &args);
     vm.expect(
         &format!("rear rescue ready {release}"),

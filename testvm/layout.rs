@@ -11,7 +11,7 @@ use rear::layout::Layout;
 use rear::layout::plan::partition_path;
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, kernel_args, qemu_available};
 
 /// A blank target disk: file name, size, how it is attached, serial.
 struct Target {
@@ -58,21 +58,7 @@ fn apply_in_vm(name: &str, targets: &[Target], sc: &Scenario) -> BTreeMap<String
             "none",
         ],
     );
-    let mut args: Vec<String> = [
-        "-m",
-        "1024",
-        "-nic",
-        "none",
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-initrd",
-        initrd.to_str().unwrap(),
-        "-append",
-        "console=ttyS0 panic=5 norandmaps",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = kernel_args(&kernel, &initrd, "", true);
     for (i, t) in targets.iter().enumerate() {
         let file = tmp.path().join(t.name);
         std::fs::File::create(&file)

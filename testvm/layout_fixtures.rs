@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, kernel_args, qemu_available};
 
 /// Disk size: small, so mkfs and mdadm are quick under TCG.
 const DISK_SIZE: u64 = 1 << 30;
@@ -74,23 +74,8 @@ fn generate(name: &str, disks: &[(&str, &str)]) {
             recipe.to_str().unwrap(),
         ],
     );
-    let mut args: Vec<String> = [
-        "-m",
-        "1024",
-        "-cpu",
-        "max",
-        "-nic",
-        "none",
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-initrd",
-        initrd.to_str().unwrap(),
-        "-append",
-        "console=ttyS0 panic=5 norandmaps rear.net=none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = kernel_args(&kernel, &initrd, "rear.net=none", true);
+    args.extend(["-cpu".into(), "max".into()]);
     for (i, (kind, serial)) in disks.iter().enumerate() {
         let img = blank_disk(tmp.path(), &format!("d{i}"));
         args.push("-drive".into());

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, qemu_available};
+use crate::qemu::{Vm, kernel_args, qemu_available};
 
 /// A TCP port on 127.0.0.1 that is free now.
 fn free_port() -> u16 {
@@ -93,23 +93,14 @@ fn network_dhcp_ssh_banner_poweroff() {
     let port = free_port();
     let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22");
     let start = Instant::now();
-    let mut vm = Vm::start(
-        "network_dhcp_ssh",
-        &[
-            "-m",
-            "1024",
-            "-kernel",
-            kernel.to_str().unwrap(),
-            "-initrd",
-            initrd.to_str().unwrap(),
-            "-append",
-            "console=ttyS0 panic=5 norandmaps",
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
-        ],
-    );
+    let mut args = kernel_args(&kernel, &initrd, "", false);
+    args.extend([
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56".into(),
+    ]);
+    let mut vm = Vm::start("network_dhcp_ssh", &args);
     vm.expect(
         &format!("rear rescue ready {release}"),
         Duration::from_secs(120),
@@ -174,23 +165,19 @@ fn static_ip_from_kernel_cmdline() {
     );
     let port = free_port();
     let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:22");
-    let mut vm = Vm::start(
-        "network_static_ip",
-        &[
-            "-m",
-            "1024",
-            "-kernel",
-            kernel.to_str().unwrap(),
-            "-initrd",
-            initrd.to_str().unwrap(),
-            "-append",
-            "console=ttyS0 panic=5 norandmaps rear.net=static ip=10.0.2.15::10.0.2.2:255.255.255.0:rescue1:eth0:off:10.0.2.3",
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ],
+    let mut args = kernel_args(
+        &kernel,
+        &initrd,
+        "rear.net=static ip=10.0.2.15::10.0.2.2:255.255.255.0:rescue1:eth0:off:10.0.2.3",
+        false,
     );
+    args.extend([
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=n0".into(),
+    ]);
+    let mut vm = Vm::start("network_static_ip", &args);
     vm.expect(
         &format!("rear rescue ready {release}"),
         Duration::from_secs(120),
@@ -240,33 +227,22 @@ fn three_disks_virtio_nvme_ahci() {
     let virtio = format!("file={},if=virtio,format=raw", drives[0]);
     let nvme = format!("file={},if=none,id=d1,format=raw", drives[1]);
     let ahci = format!("file={},if=none,id=d2,format=raw", drives[2]);
-    let mut vm = Vm::start(
-        "three_disks",
-        &[
-            "-m",
-            "1024",
-            "-nic",
-            "none",
-            "-kernel",
-            kernel.to_str().unwrap(),
-            "-initrd",
-            initrd.to_str().unwrap(),
-            "-append",
-            "console=ttyS0 panic=5 norandmaps",
-            "-drive",
-            &virtio,
-            "-drive",
-            &nvme,
-            "-device",
-            "nvme,drive=d1,serial=rear1",
-            "-device",
-            "ahci,id=ahci",
-            "-drive",
-            &ahci,
-            "-device",
-            "ide-hd,drive=d2,bus=ahci.0",
-        ],
-    );
+    let mut args = kernel_args(&kernel, &initrd, "", true);
+    args.extend([
+        "-drive".into(),
+        virtio,
+        "-drive".into(),
+        nvme,
+        "-device".into(),
+        "nvme,drive=d1,serial=rear1".into(),
+        "-device".into(),
+        "ahci,id=ahci".into(),
+        "-drive".into(),
+        ahci,
+        "-device".into(),
+        "ide-hd,drive=d2,bus=ahci.0".into(),
+    ]);
+    let mut vm = Vm::start("three_disks", &args);
     vm.expect(
         &format!("rear rescue ready {release}"),
         Duration::from_secs(120),

@@ -61,9 +61,30 @@ pub fn pflash_args(code: &str, vars_template: &str, scratch: &Path) -> Vec<Strin
     ]
 }
 
+/// QEMU arguments that boot the rescue system's `kernel` and `initrd` with 1 GiB, the serial
+/// console, `panic=5` (a kernel failure ends the run) and `norandmaps` (several times faster
+/// program starts under TCG), plus `append`; with `no_nic`, without QEMU's default NIC.
+pub fn kernel_args(kernel: &Path, initrd: &Path, append: &str, no_nic: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-m".into(), "1024".into()];
+    if no_nic {
+        args.extend(["-nic".into(), "none".into()]);
+    }
+    args.extend([
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        format!("console=ttyS0 panic=5 norandmaps {append}")
+            .trim_end()
+            .to_string(),
+    ]);
+    args
+}
+
 impl Vm {
     /// Starts `qemu-system-x86_64 -accel tcg` with the serial console on a pipe, plus `args`.
-    pub fn start(name: &str, args: &[&str]) -> Vm {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Vm {
         let log_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmtest-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("{name}.log"));

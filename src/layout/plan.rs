@@ -4,7 +4,7 @@
 //!
 //! Disks are matched by the mapping file first, then by serial number, WWN, a shared
 //! `/dev/disk/by-id` name, the same device name and size, and last by size (exact, then the
-//! only disk large enough). Any step that could pick more than one disk stops the plan with a
+//! only disk the partitions fit on). Any step that could pick more than one disk stops the plan with a
 //! message listing the candidates. Disks marked unavailable (the rescue medium, the backup
 //! disk) are never targets. On the target, disk and partition paths change
 //! (`/dev/sda2` -> `/dev/nvme0n1p2`); md, LVM and LUKS names stay.
