@@ -131,15 +131,9 @@ pub fn diff(old: &Layout, new: &Layout) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::capture::{Outputs, from_outputs};
     use crate::layout::model::{LvKind, Subvolume};
 
-    fn fixture(name: &str) -> Layout {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/layout")
-            .join(name);
-        from_outputs(&Outputs::from_dir(&dir).unwrap()).unwrap()
-    }
+    use crate::testutil::layout::assembled as fixture;
 
     #[test]
     fn diff_equal_is_empty() {

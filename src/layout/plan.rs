@@ -1454,14 +1454,7 @@ mod tests {
         assert!(matches!(e, Error::Ambiguous { .. }), "{e}");
     }
 
-    /// The layouts captured in QEMU (tests/fixtures/layout/*/layout.json).
-    fn captured(name: &str) -> Layout {
-        let path = format!(
-            "{}/tests/fixtures/layout/{name}/layout.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Layout::from_json(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
-    }
+    use crate::testutil::layout::golden as captured;
 
     /// Golden plans of the captured layouts: each onto another machine's disks.
     #[test]

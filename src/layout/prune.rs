@@ -149,13 +149,7 @@ pub fn exclude_mount(layout: &mut Layout, target: &str, reason: &str) {
 mod tests {
     use super::*;
 
-    fn captured(name: &str) -> Layout {
-        let path = format!(
-            "{}/tests/fixtures/layout/{name}/layout.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Layout::from_json(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
-    }
+    use crate::testutil::layout::golden as captured;
 
     #[test]
     fn prune_keeps_captured_layouts_whole() {

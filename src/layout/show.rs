@@ -279,15 +279,9 @@ pub fn tree(layout: &Layout) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::capture::{Outputs, from_outputs};
     use expect_test::expect;
 
-    fn fixture(name: &str) -> Layout {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/layout")
-            .join(name);
-        from_outputs(&Outputs::from_dir(&dir).unwrap()).unwrap()
-    }
+    use crate::testutil::layout::assembled as fixture;
 
     #[test]
     fn human_units() {
