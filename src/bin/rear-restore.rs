@@ -283,7 +283,8 @@ fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {
             if !yes {
                 confirm_overwrite(&p, "--yes")?;
             }
-            layout::apply_plan(&saved, &p, luks_key, std::io::stdin().is_terminal())?;
+            layout::load_modules(&saved);
+            layout::apply_plan(&p, luks_key, std::io::stdin().is_terminal())?;
             println!(
                 "layout recreated and mounted at {}",
                 rear::layout::plan::MOUNT_ROOT

@@ -162,7 +162,7 @@ pub fn finalize(layout: &Layout, plan: &Plan, root: &Path, log: &Path) -> Result
         if let Some(new) = rewrite_table(&text, &plan.renames) {
             let orig = root.join(format!("{table}.rear-orig"));
             std::fs::write(&orig, &text).map_err(io(&orig))?;
-            write_atomic(&path, new.as_bytes()).map_err(io(&path))?;
+            super::layout::write_atomic(&path, new.as_bytes()).map_err(io(&path))?;
             log::info!("finalize: rewrote /{table} (old one in /{table}.rear-orig)");
         }
     }
@@ -384,12 +384,6 @@ impl Drop for Binds {
             }
         }
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("rear-tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

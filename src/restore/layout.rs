@@ -695,9 +695,13 @@ fn wait_for(device: &str, step: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+/// Writes `bytes` to a temp file beside `path`, syncs it and renames it over `path`, so a
+/// crash leaves the old file or the new one, never half of one (state files, fstab).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("rear-tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
@@ -754,6 +758,17 @@ pub fn plan_here(
         })
     };
     let saved = crate::layout::Layout::from_json(&read(layout)?, &layout.display().to_string())?;
+    let plan = plan_layout(&saved, mappings, resize)?;
+    Ok((saved, plan))
+}
+
+/// Plans `saved` onto this machine's disks (lsblk, blkid, the mounts and swaps mark those
+/// that must not be touched) with the mapping file, when it exists.
+pub fn plan_layout(
+    saved: &crate::layout::Layout,
+    mappings: &Path,
+    resize: crate::layout::plan::Resize,
+) -> Result<Plan, PlanError> {
     let mappings = match std::fs::read_to_string(mappings) {
         Ok(text) => crate::layout::plan::Mappings::parse(&text, &mappings.display().to_string())?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
@@ -785,8 +800,7 @@ pub fn plan_here(
         &read("/proc/swaps"),
         &blkid,
     );
-    let plan = crate::layout::plan::plan(&saved, &disks, &mappings, resize)?;
-    Ok((saved, plan))
+    Ok(crate::layout::plan::plan(saved, &disks, &mappings, resize)?)
 }
 
 /// Loads the kernel modules the layout needs (RAID levels, device-mapper targets, ciphers,
@@ -811,16 +825,10 @@ pub fn load_module_names(names: &[&str]) {
     }
 }
 
-/// Loads the layout's drivers, takes the LUKS key (the file given, or asked on the terminal
+/// Takes the LUKS key (the file given, or asked on the terminal
 /// when `ask` and the plan has LUKS steps; an asked key file is removed afterwards) and runs
 /// the plan with the standard state, log and mount root.
-pub fn apply_plan(
-    saved: &crate::layout::Layout,
-    plan: &Plan,
-    luks_key: Option<PathBuf>,
-    ask: bool,
-) -> Result<(), Error> {
-    load_modules(saved);
+pub fn apply_plan(plan: &Plan, luks_key: Option<PathBuf>, ask: bool) -> Result<(), Error> {
     let needs_key = plan
         .steps
         .iter()

@@ -93,12 +93,12 @@ pub fn recover(o: &Options, confirm: &mut dyn FnMut(&Plan) -> bool) -> Result<()
     }
     let found = backup::find(config.as_ref(), o.backup_url.as_ref())?;
     say(&format!("backup found in {}", found.dir.display()));
-    let (_, plan) = layout::plan_here(&o.layout, &o.mapping, o.resize)?;
+    let plan = layout::plan_layout(&saved, &o.mapping, o.resize)?;
     print!("{}", plan.render());
     if !o.auto && !confirm(&plan) {
         return Err(Error::NotConfirmed);
     }
-    layout::apply_plan(&saved, &plan, o.luks_key.clone(), o.ask_key)?;
+    layout::apply_plan(&plan, o.luks_key.clone(), o.ask_key)?;
     say(&format!("layout recreated and mounted at {MOUNT_ROOT}"));
     let method = match &config {
         Some(c) => c.method.clone(),
