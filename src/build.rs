@@ -67,6 +67,12 @@ pub enum Error {
     /// The backup configuration is invalid.
     #[error(transparent)]
     Backup(#[from] crate::backup::Error),
+    /// `--backup-url iso` without an ISO to put the backup in.
+    #[error("--backup-url iso puts the backup into the ISO of this build: add --output iso")]
+    BackupNeedsIso,
+    /// `--backup` without a layout: nothing says which file systems to back up.
+    #[error("--backup backs up the file systems of the disk layout, and this build has none: {0}")]
+    BackupNeedsLayout(String),
     /// The layout file could not be read.
     #[error("{}: {error}", .path.display())]
     LayoutRead {
@@ -140,6 +146,9 @@ pub struct Options {
     /// The backup configuration to store as `/etc/rear/backup.json`, with the programs its
     /// method needs to restore (`None`: no backup configured).
     pub backup: Option<crate::backup::config::Config>,
+    /// Show a progress bar (bytes, rate) for the backup the build itself makes
+    /// (`--backup-url iso`); the `progress` callback is told `"backup"` before it.
+    pub backup_progress: bool,
 }
 
 /// Where a build gets the disk layout it stores as `/etc/rear/layout.json`.
@@ -212,6 +221,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The layout stored in the image, if any (what a `--backup` backs up).
     pub layout: Option<crate::layout::Layout>,
+    /// The backup written into the ISO (`--backup-url iso`); its paths name the ISO.
+    pub iso_backup: Option<crate::backup::BackupReport>,
 }
 
 impl Report {
@@ -307,6 +318,10 @@ impl Stages {
 /// Runs the whole build. `progress` is told the name of each stage as it starts.
 pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let mut t = Stages(Vec::new(), Instant::now());
+    let iso_backup = opts.backup.as_ref().filter(|b| b.url == "iso");
+    if iso_backup.is_some() && !opts.outputs.contains(&OutputKind::Iso) {
+        return Err(Error::BackupNeedsIso);
+    }
     progress("recipes");
     let sys = Sysroot::new(&opts.root)?;
     let mut names = opts.recipes.clone();
@@ -353,6 +368,11 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     };
     if let (Some(layout), Some(backup)) = (&mut layout, &opts.backup) {
         warnings.extend(exclude_backup(layout, &backup.url));
+    }
+    if iso_backup.is_some() && layout.is_none() {
+        return Err(Error::BackupNeedsLayout(
+            "capture it (run as root on the host) or pass --layout FILE".into(),
+        ));
     }
     if let Some(layout) = &layout {
         recipes.push(crate::layout::tools::recipe(&sys, layout, &origin)?);
@@ -455,9 +475,20 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             write_all(manifest_json.as_bytes(), &name, file)
         })?;
     }
+    let iso_name = format!("rear-{hostname}.iso");
+    let (on_iso, staging, iso_report) = match (iso_backup, &layout) {
+        (Some(b), Some(layout)) => {
+            progress("backup");
+            let (files, dir, r) = backup_into_iso(opts, b, layout, &origin, &iso_name)?;
+            t.next("backup");
+            (files, Some(dir), Some(r))
+        }
+        _ => (media::iso::HostFiles::new(), None, None),
+    };
     if opts.outputs.contains(&OutputKind::Iso) {
-        outputs.create(&format!("rear-{hostname}.iso"), |file| {
-            media::iso::write_iso(&sys, &input, file).map_err(Error::from)
+        outputs.create_at(&iso_name, |path| {
+            media::iso::write_iso_file(&sys, &input, media::iso::Backend::Hadris, &on_iso, path)
+                .map_err(Error::from)
         })?;
     }
     if opts.outputs.contains(&OutputKind::Usb) {
@@ -476,6 +507,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         pxe = Some(dir);
     }
     let artefacts = outputs.commit()?;
+    drop(staging);
     t.next("media");
 
     Ok(Report {
@@ -492,7 +524,64 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         pxe_dir: pxe,
         warnings: image.manifest.warnings.clone(),
         layout,
+        iso_backup: iso_report,
     })
+}
+
+/// `--backup-url iso`: makes the backup into a staging directory in the output directory
+/// (left out of the backup itself, like the whole output directory) and returns its files
+/// as the ISO's `/rear/...`, the staging directory (removed when dropped, after the ISO is
+/// written) and the backup's report with its paths naming the ISO `iso_name`.
+fn backup_into_iso(
+    opts: &Options,
+    config: &crate::backup::config::Config,
+    layout: &crate::layout::Layout,
+    origin: &str,
+    iso_name: &str,
+) -> Result<
+    (
+        media::iso::HostFiles,
+        tempfile::TempDir,
+        crate::backup::BackupReport,
+    ),
+    Error,
+> {
+    let out_err = |error| Error::Output {
+        path: opts.out_dir.clone(),
+        error,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(".rear-backup.")
+        .tempdir_in(&opts.out_dir)
+        .map_err(out_err)?;
+    let mut report = crate::backup::backup(
+        config,
+        layout,
+        &format!("the layout {origin}"),
+        &opts.root,
+        dir.path(),
+        &[&opts.out_dir],
+        opts.backup_progress,
+    )?;
+    let mut files = media::iso::HostFiles::new();
+    for entry in std::fs::read_dir(dir.path()).map_err(out_err)? {
+        let entry = entry.map_err(out_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        files.insert(format!("{}/{name}", crate::backup::ISO_DIR), entry.path());
+    }
+    let on_iso = format!(
+        "{}:/{}",
+        opts.out_dir.join(iso_name).display(),
+        crate::backup::ISO_DIR
+    );
+    report.archive = report.archive.as_deref().map(|a| {
+        PathBuf::from(format!(
+            "{on_iso}/{}",
+            a.file_name().unwrap_or_default().to_string_lossy()
+        ))
+    });
+    report.dir = PathBuf::from(on_iso);
+    Ok((files, dir, report))
 }
 
 /// Leaves the file system holding a `file://` backup out of the layout: recovery would wipe

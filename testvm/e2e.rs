@@ -1,9 +1,11 @@
 //! The proof: a full bare-metal recovery in QEMU.
 //!
-//! 1. A real Debian system ([`sysimage`]) boots; inside it `rear-mkimage --output iso --backup
-//!    --backup-url file:///backup` writes the rescue ISO and the backup to a second disk.
+//! 1. A real Debian system ([`sysimage`]) boots; inside it `rear-mkimage --output iso --backup`
+//!    writes the rescue ISO to a second disk and the backup either beside it
+//!    (`--backup-url file:///backup`) or into the ISO (`--backup-url iso`).
 //! 2. The system disk is replaced by a blank one; the ISO boots with `rear.auto`, recreates
-//!    the layout, restores the backup, reinstalls the boot loader and reboots.
+//!    the layout, restores the backup (from the second disk, or from the ISO it booted from,
+//!    with no other disk attached), reinstalls the boot loader and reboots.
 //! 3. The recovered disk boots alone: the marker files' SHA-256, hard link, symlink, sparse
 //!    size and xattr are intact, `/` and `/boot/efi` are the saved UUIDs, the host name is
 //!    right ([`sysimage::check_booted`]).
@@ -26,6 +28,15 @@ enum Target {
     SameVirtio,
     /// A blank, larger NVMe disk.
     LargerNvme,
+}
+
+/// Where the backup goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackupTo {
+    /// `file:///backup`, a second disk that stays attached for the recovery.
+    Disk,
+    /// `iso`: inside the rescue ISO, the only medium besides the blank disk at recovery.
+    Iso,
 }
 
 /// Size of the source disk (testvm/sysimage/build.sh).
@@ -142,22 +153,7 @@ fn base_args() -> Vec<String> {
         .collect()
 }
 
-/// Runs a shell command in the guest and returns its output and exit status.
-fn sh(vm: &mut Vm, i: u32, cmd: &str, timeout: Duration) -> (String, i32) {
-    vm.send(&format!(
-        "echo BEGIN-{i}-$((0)); ( {cmd} ) 2>&1; echo RC-{i}=$?-END-$((6*7))"
-    ));
-    vm.expect(&format!("BEGIN-{i}-0\n"), Duration::from_secs(60));
-    let out = vm.expect("-END-42\n", timeout);
-    let rc = out
-        .rsplit(&format!("RC-{i}="))
-        .next()
-        .and_then(|s| s.trim_end_matches("-END-42\n").parse().ok())
-        .unwrap_or(-1);
-    (out, rc)
-}
-
-fn recover(variant: Variant, source_fw: Firmware, target: Target) {
+fn recover(variant: Variant, source_fw: Firmware, target: Target, to: BackupTo) {
     if !qemu_available() {
         return;
     }
@@ -173,6 +169,12 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
             Target::LargerNvme => "larger-nvme",
         }
     );
+    let (url, layout) = match to {
+        BackupTo::Disk => ("file:///backup", ""),
+        // The layout is saved before the ISO's disk is mounted: that disk is not the
+        // system's and no backup on it tells the build to leave it out.
+        BackupTo::Iso => ("iso", "--layout /root/layout.json"),
+    };
     let mut t = Phases::new(&name);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -194,31 +196,35 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
         let mut vm = Vm::start(&format!("{name}_source"), &argv);
         vm.expect(READY, Duration::from_secs(400));
         t.mark("boot source");
-        let (out, rc) = sh(
-            &mut vm,
+        let (out, rc) = vm.sh(
             1,
-            "dmesg -n 1; mkdir -p /mnt/tools /backup && mount -o ro /dev/vdb /mnt/tools && \
-             cp /mnt/tools/rear-mkimage /mnt/tools/rear-restore /usr/local/sbin/ && \
-             umount /mnt/tools && mkfs.ext4 -q -L BACKUP /dev/vdc && mount /dev/vdc /backup",
+            &format!(
+                "dmesg -n 1; mkdir -p /mnt/tools /backup && mount -o ro /dev/vdb /mnt/tools && \
+                 cp /mnt/tools/rear-mkimage /mnt/tools/rear-restore /usr/local/sbin/ && \
+                 umount /mnt/tools && {} mkfs.ext4 -q -L BACKUP /dev/vdc && mount /dev/vdc /backup",
+                if to == BackupTo::Iso {
+                    "rear-mkimage layout save --out /root/layout.json &&"
+                } else {
+                    ""
+                }
+            ),
             Duration::from_secs(120),
         );
         assert_eq!(rc, 0, "{out}");
-        let (out, rc) = sh(
-            &mut vm,
+        let (out, rc) = vm.sh(
             2,
-            "rear-mkimage --output iso --out /backup --init /usr/local/sbin/rear-restore \
-             --backup --backup-url file:///backup --ssh off --net none --boot-timeout 1 \
-             --kernel-cmdline 'rear.auto norandmaps'",
+            &format!(
+                "rear-mkimage --output iso --out /backup --init /usr/local/sbin/rear-restore \
+                 --backup --backup-url {url} {layout} --ssh off --net none --boot-timeout 1 \
+                 --kernel-cmdline 'rear.auto norandmaps'"
+            ),
             Duration::from_secs(1500),
         );
         assert_eq!(rc, 0, "rear-mkimage in the source system failed:\n{out}");
-        t.mark("rear-mkimage --output iso --backup");
-        let (out, rc) = sh(
-            &mut vm,
-            3,
-            "ls -l /backup; umount /backup",
-            Duration::from_secs(60),
-        );
+        t.mark(&format!(
+            "rear-mkimage --output iso --backup --backup-url {url}"
+        ));
+        let (out, rc) = vm.sh(3, "ls -l /backup; umount /backup", Duration::from_secs(60));
         assert_eq!(rc, 0, "{out}");
         vm.send("poweroff");
         assert!(vm.wait_exit(Duration::from_secs(120)).success());
@@ -248,7 +254,9 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
     {
         let mut args = base_args();
         drive(&mut args, &new_disk, "new", nvme);
-        drive(&mut args, &backup, "backup", false);
+        if to == BackupTo::Disk {
+            drive(&mut args, &backup, "backup", false);
+        }
         args.extend(["-cdrom".into(), iso.display().to_string()]);
         args.extend(["-boot".into(), "order=d".into()]);
         args.extend(firmware_args(source_fw, &scratch));
@@ -256,7 +264,14 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
         let mut vm = Vm::start(&format!("{name}_recover"), &argv);
         vm.expect("rear rescue ready", Duration::from_secs(300));
         t.mark("boot rescue ISO");
-        vm.expect("rear: recover: layout recreated", Duration::from_secs(600));
+        let out = vm.expect("rear: recover: layout recreated", Duration::from_secs(600));
+        if to == BackupTo::Iso {
+            // Found on the boot medium, by the ISO's label: no other disk is attached.
+            assert!(
+                out.contains("rear: recover: backup found in /run/rear/backup/rear"),
+                "{out}"
+            );
+        }
         t.mark("layout apply");
         vm.expect("rear: recover: restored", Duration::from_secs(1800));
         t.mark("restore");
@@ -276,8 +291,7 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
         vm.expect(READY, Duration::from_secs(400));
         t.mark("boot recovered system");
         sysimage::check_booted(&mut vm, variant, source_fw);
-        let (out, rc) = sh(
-            &mut vm,
+        let (out, rc) = vm.sh(
             4,
             "hostname; findmnt --verify --tab-file /etc/fstab && echo FSTAB-OK; \
              ls /var/log/rear/",
@@ -298,10 +312,20 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target) {
 
 #[test]
 fn e2e_plain_ovmf_onto_same_virtio_disk() {
-    recover(Variant::Plain, Firmware::Uefi, Target::SameVirtio);
+    recover(
+        Variant::Plain,
+        Firmware::Uefi,
+        Target::SameVirtio,
+        BackupTo::Disk,
+    );
 }
 
 #[test]
-fn e2e_lvm_seabios_onto_larger_nvme_disk() {
-    recover(Variant::Lvm, Firmware::Bios, Target::LargerNvme);
+fn e2e_lvm_seabios_onto_larger_nvme_disk_backup_in_iso() {
+    recover(
+        Variant::Lvm,
+        Firmware::Bios,
+        Target::LargerNvme,
+        BackupTo::Iso,
+    );
 }

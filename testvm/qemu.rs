@@ -179,6 +179,22 @@ impl Vm {
         }
     }
 
+    /// Runs a shell command in the guest (numbered `i`, unique per VM) and returns its
+    /// output and exit status; stderr is folded into the output.
+    pub fn sh(&mut self, i: u32, cmd: &str, timeout: Duration) -> (String, i32) {
+        self.send(&format!(
+            "echo BEGIN-{i}-$((0)); ( {cmd} ) 2>&1; echo RC-{i}=$?-END-$((6*7))"
+        ));
+        self.expect(&format!("BEGIN-{i}-0\n"), Duration::from_secs(60));
+        let out = self.expect("-END-42\n", timeout);
+        let rc = out
+            .rsplit(&format!("RC-{i}="))
+            .next()
+            .and_then(|s| s.trim_end_matches("-END-42\n").parse().ok())
+            .unwrap_or(-1);
+        (out, rc)
+    }
+
     /// Types a line into the serial console.
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("console input closed");

@@ -200,3 +200,92 @@ fn usb_ovmf_virtio_reaches_ready() {
 fn usb_ovmf_usb_stick_reaches_ready() {
     boot("usb_ovmf_usb_stick", Firmware::Ovmf, Attach::UsbStick);
 }
+
+/// `--backup-url usb`: in the rescue system booted from the USB image, a backup made with
+/// `rear-mkimage backup --backup-url usb:///db1` lands on the image's REAR-DATA partition,
+/// and `rear-restore restore --backup-url usb:///db1` finds that partition by its label
+/// (unmounted by then), mounts it and restores the tree: contents, hard link, symlink.
+#[test]
+fn usb_data_partition_holds_a_backup_that_restores() {
+    if !qemu_available() {
+        return;
+    }
+    let b = built();
+    let _one = serial_lock();
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("usb.img");
+    std::fs::copy(&b.image, &copy).unwrap();
+    // A second disk with the static tools, a layout and the tree to back up.
+    let tree = scratch.path().join("tools");
+    let src = tree.join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/marker"), "from the usb data partition\n").unwrap();
+    std::fs::hard_link(src.join("etc/marker"), src.join("etc/marker-link")).unwrap();
+    std::os::unix::fs::symlink("marker", src.join("etc/marker-symlink")).unwrap();
+    std::fs::write(
+        tree.join("layout.json"),
+        r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
+    )
+    .unwrap();
+    for bin in ["rear-mkimage", "rear-restore"] {
+        std::fs::copy(crate::bin(bin), tree.join(bin)).unwrap();
+    }
+    let tools = scratch.path().join("tools.img");
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&tools)
+        .arg("128M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args: Vec<String> = vec![
+        "-m".into(),
+        "1024".into(),
+        "-nic".into(),
+        "none".into(),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", copy.display()),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", tools.display()),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut vm = Vm::start("usb_backup", &argv);
+    vm.expect(
+        &format!("rear rescue ready {}", b.release),
+        Duration::from_secs(240),
+    );
+    vm.expect("RESCUE", Duration::from_secs(30));
+    let (out, rc) = vm.sh(
+        1,
+        "mkdir -p /t /data && mount /dev/vdb /t && mount /dev/vda2 /data && \
+         /t/rear-mkimage backup --layout /t/layout.json --root /t/src --backup-url usb:///db1 && \
+         ls /data/db1 && umount /data",
+        Duration::from_secs(120),
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("backup.tar.zst.sha256"), "{out}");
+    let (out, rc) = vm.sh(
+        2,
+        "mkdir /tmp/r && rear-restore restore --backup-url usb:///db1 --target /tmp/r \
+         --config /nonexistent && cat /tmp/r/etc/marker && readlink /tmp/r/etc/marker-symlink && \
+         stat -c 'links=%h' /tmp/r/etc/marker && ! grep /run/rear/backup /proc/mounts && \
+         echo UNMOUNTED",
+        Duration::from_secs(120),
+    );
+    assert_eq!(rc, 0, "{out}");
+    for want in [
+        "from the usb data partition\n",
+        "\nmarker\n",
+        "links=2\n",
+        "UNMOUNTED\n",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    vm.send("poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(60)).success());
+}

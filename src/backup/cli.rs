@@ -12,7 +12,8 @@ use crate::layout::Layout;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackupArgs {
     /// Where the backup goes: file:///path (a local or mounted disk, NFS mount, USB stick),
-    /// or usb / usb:///dir (the REAR-DATA partition of a stick written with --output usb).
+    /// usb / usb:///dir (the REAR-DATA partition of a stick written with --output usb), or
+    /// iso (inside the ISO of this build: --output iso --backup).
     #[arg(long, value_name = "URL")]
     pub backup_url: Option<BackupUrl>,
     /// tar (built in), restic, borg, rsync, or a backup recipe file.
@@ -39,8 +40,8 @@ pub struct BuildBackupArgs {
 pub struct Prepared {
     /// Goes into the image as `/etc/rear/backup.json`.
     pub config: Config,
-    /// Where the backup is written.
-    pub dest: PathBuf,
+    /// Where the backup is written (`None`: into the ISO, by the build).
+    pub dest: Option<PathBuf>,
     /// Things the operator should know (printed by the caller).
     pub warnings: Vec<String>,
 }
@@ -97,12 +98,17 @@ pub fn run(
     progress: bool,
 ) -> Result<BackupReport, Error> {
     let l = read_layout(layout)?;
+    let dest = p.dest.as_ref().ok_or_else(|| Error::Unsupported {
+        url: p.config.url.clone(),
+        reason: "a backup inside the ISO is made with the ISO: rear-mkimage --output iso --backup --backup-url iso".into(),
+    })?;
     super::backup(
         &p.config,
         &l,
         &layout.display().to_string(),
         root,
-        &p.dest,
+        dest,
+        &[],
         progress,
     )
 }

@@ -329,11 +329,14 @@ pub struct Settings {
 const ISO_LABEL: &str = crate::media::iso::VOLUME_LABEL;
 /// Label of the USB image's data partition.
 const USB_LABEL: &str = crate::media::usb::DATA_LABEL;
+/// The directory of the ISO that holds a `--backup-url iso` backup.
+pub const ISO_DIR: &str = "rear";
 
 /// Checks the settings and resolves where the backup goes: the configuration for the image
-/// and the directory to write to (created). Warnings (a location the rescue system cannot
-/// find by itself) are returned, not hidden.
-pub fn prepare(s: &Settings) -> Result<(Config, PathBuf, Vec<String>), Error> {
+/// and the directory to write to (created; `None` for `iso`, which the build writes into
+/// the ISO it makes). Warnings (a location the rescue system cannot find by itself) are
+/// returned, not hidden.
+pub fn prepare(s: &Settings) -> Result<(Config, Option<PathBuf>, Vec<String>), Error> {
     let method = if s.method == "tar" {
         Method::Tar
     } else {
@@ -353,18 +356,37 @@ pub fn prepare(s: &Settings) -> Result<(Config, PathBuf, Vec<String>), Error> {
             });
         }
     }
+    let config = |location| Config {
+        version: config::CONFIG_VERSION,
+        hostname: s.hostname.clone(),
+        method: method.clone(),
+        url: s.url.to_string(),
+        location,
+        excludes: s.excludes.clone(),
+    };
     let mut warnings = Vec::new();
     let dir = match &s.url {
         BackupUrl::File(p) => p.clone(),
         BackupUrl::Usb(p) => {
             locate::mounted_with_label(USB_LABEL)?.join(p.strip_prefix("/").unwrap_or(p))
         }
+        BackupUrl::Iso if method == Method::Tar => {
+            // The rescue system finds its boot medium by the ISO's volume label.
+            let on_iso = Location {
+                fstype: "iso9660".into(),
+                label: ISO_LABEL.into(),
+                subpath: PathBuf::from("/").join(ISO_DIR),
+                ..Location::default()
+            };
+            return Ok((config(Some(on_iso)), None, warnings));
+        }
         other => {
             return Err(Error::Unsupported {
                 url: other.to_string(),
                 reason: match other {
                     BackupUrl::Iso => format!(
-                        "writing the backup into the ISO is not implemented yet; write it to a disk (file:///path) or to the USB stick's {USB_LABEL} partition (usb)"
+                        "the ISO carries backups of the built-in tar method only; write a {} backup to a disk (file:///path) or to the USB stick's {USB_LABEL} partition (usb)",
+                        s.method
                     ),
                     _ => "label:// and uuid:// name a backup to restore from; give file:///path to back up".into(),
                 },
@@ -384,18 +406,7 @@ pub fn prepare(s: &Settings) -> Result<(Config, PathBuf, Vec<String>), Error> {
             None
         }
     };
-    Ok((
-        Config {
-            version: config::CONFIG_VERSION,
-            hostname: s.hostname.clone(),
-            method,
-            url: s.url.to_string(),
-            location,
-            excludes: s.excludes.clone(),
-        },
-        dir,
-        warnings,
-    ))
+    Ok((config(location), Some(dir), warnings))
 }
 
 /// The file systems to back up: the layout's mount points, parents first, once each.
@@ -419,12 +430,15 @@ pub fn sources(layout: &Layout) -> Vec<PathBuf> {
 
 /// Backs up the file systems of `layout` below `root` as `config` says, into `dest`; also
 /// writes the configuration beside the backup. `layout_name` names the layout in errors.
+/// `dest` and the directories in `skip` (the build's output directory: its ISOs may hold
+/// older backups) are left out when they lie below `root`.
 pub fn backup(
     config: &Config,
     layout: &Layout,
     layout_name: &str,
     root: &Path,
     dest: &Path,
+    skip: &[&Path],
     progress: bool,
 ) -> Result<BackupReport, Error> {
     let srcs = sources(layout);
@@ -446,11 +460,15 @@ pub fn backup(
     }
     // The backup must not contain itself when it is written below a backed-up tree.
     let mut excludes = config.excludes.clone();
-    if let (Ok(d), Ok(r)) = (std::fs::canonicalize(dest), std::fs::canonicalize(root))
-        && let Ok(rel) = d.strip_prefix(&r)
-        && !rel.as_os_str().is_empty()
-    {
-        excludes.push(format!("/{}", rel.display()));
+    if let Ok(r) = std::fs::canonicalize(root) {
+        for dir in std::iter::once(dest).chain(skip.iter().copied()) {
+            if let Ok(d) = std::fs::canonicalize(dir)
+                && let Ok(rel) = d.strip_prefix(&r)
+                && !rel.as_os_str().is_empty()
+            {
+                excludes.push(format!("/{}", rel.display()));
+            }
+        }
     }
     let m = method(&config.method)?;
     m.backup(&BackupJob {
@@ -500,7 +518,7 @@ pub fn find(config: Option<&Config>, url: Option<&BackupUrl>) -> Result<locate::
             mp,
         ),
         Some(BackupUrl::Usb(p)) => by_label(USB_LABEL, "ext4", p),
-        Some(BackupUrl::Iso) => by_label(ISO_LABEL, "iso9660", Path::new("/rear")),
+        Some(BackupUrl::Iso) => by_label(ISO_LABEL, "iso9660", &Path::new("/").join(ISO_DIR)),
         None => {
             let c = config.ok_or_else(|| Error::NotFound {
                 what: format!("backup configuration {}", config::CONFIG_IN_IMAGE),

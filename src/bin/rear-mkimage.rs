@@ -247,6 +247,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         eprintln!("rear-mkimage: warning: {w}");
     }
     let root = args.root.clone();
+    let out_dir = args.out_dir.clone();
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -268,6 +269,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             Some(file) => build::LayoutSource::File(PathBuf::from(file)),
         },
         backup: backup.as_ref().map(|b| b.config.clone()),
+        backup_progress: std::io::stderr().is_terminal(),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -276,6 +278,12 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     });
     let progress = |stage: &str| {
         if let Some(b) = &bar {
+            // A backup made by the build draws its own bar with bytes and rate.
+            b.set_draw_target(if stage == "backup" {
+                indicatif::ProgressDrawTarget::hidden()
+            } else {
+                indicatif::ProgressDrawTarget::stderr()
+            });
             b.set_message(stage.to_string());
         }
     };
@@ -299,20 +307,29 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         println!("PXE tree: {}", dir.display());
     }
     eprintln!("rear-mkimage: {}", report.summary(&opts.compression));
-    if let Some(b) = &backup {
-        // The layout of the image: what recovery recreates is what is backed up.
-        let layout = report
-            .layout
-            .as_ref()
-            .context("--backup needs a layout: leave out --layout none")?;
-        let r = rear::backup::backup(
-            &b.config,
-            layout,
-            "the image's layout",
-            &root,
-            &b.dest,
-            std::io::stderr().is_terminal(),
-        )?;
+    // A backup into the ISO was made by the build; any other goes where --backup-url says.
+    let written = match (&backup, &report.iso_backup) {
+        (_, Some(r)) => Some(r.clone()),
+        (Some(b), None) => {
+            // The layout of the image: what recovery recreates is what is backed up.
+            let layout = report
+                .layout
+                .as_ref()
+                .context("--backup needs a layout: leave out --layout none")?;
+            let dest = b.dest.as_ref().context("no backup directory")?;
+            Some(rear::backup::backup(
+                &b.config,
+                layout,
+                "the image's layout",
+                &root,
+                dest,
+                &[&out_dir],
+                std::io::stderr().is_terminal(),
+            )?)
+        }
+        (None, None) => None,
+    };
+    if let Some(r) = written {
         r.warnings
             .iter()
             .for_each(|w| eprintln!("rear-mkimage: warning: {w}"));

@@ -1,9 +1,10 @@
 //! The rescue ISO: kernel + initrd + ISOLINUX + GRUB -> one hybrid ISO 9660 image that boots
 //! from CD and from a disk or USB stick, with BIOS and with UEFI.
 //!
-//! Input: a [`MediaInput`] and the host's boot-loader files (through the [`Sysroot`]).
-//! Output: the image bytes, written to the caller's writer ([`write_iso`]), and an
-//! [`IsoReport`].
+//! Input: a [`MediaInput`], the host's boot-loader files (through the [`Sysroot`]) and
+//! optionally [`HostFiles`] (a backup under `/rear/`, read while the image is written, never
+//! held in memory). Output: the image, written to a file ([`write_iso_file`]) or to the
+//! caller's writer ([`write_iso`]), and an [`IsoReport`].
 //!
 //! Layout (ISO 9660 + Rock Ridge + Joliet, volume label [`VOLUME_LABEL`]):
 //!
@@ -17,6 +18,11 @@
 //! | `/EFI/BOOT/BOOTX64.EFI` (...) | the files of the ESP, also readable on the ISO |
 //! | `/boot/grub/grub.cfg` | the GRUB menu |
 //! | `/.disk/info`, `/.disk/rear-<id>` | a description; the file GRUB finds this medium by |
+//! | `/rear/...` | the backup, with `--backup-url iso` ([`HostFiles`]) |
+//!
+//! The image is ISO 9660 Level 2 (one extent per file) unless a host file is larger than one
+//! extent can be (just under 4 GiB): then Level 3, where such a file takes several extents
+//! (Linux reads both).
 //!
 //! The system area holds syslinux's `isohdpfx.bin` MBR code (it loads `isolinux.bin` from the
 //! block address written at MBR byte 432), a hybrid MBR (a protective 0xEE entry, a bootable
@@ -61,6 +67,12 @@ const ISOLINUX_BIN: &str = "isolinux/isolinux.bin";
 const BOOT_CATALOG: &str = "isolinux/boot.cat";
 /// Path of the ESP image (El Torito UEFI entry, GPT ESP).
 const EFI_IMG: &str = "boot/efi.img";
+/// The largest file one ISO 9660 extent holds: the last whole 2048-byte block below 4 GiB.
+const MAX_EXTENT: u64 = (u32::MAX as u64 / 2048) * 2048;
+
+/// Files of the host put on the ISO as they are: ISO path (no leading `/`) -> host file.
+/// They are read while the image is written, so a backup of many GB never sits in memory.
+pub type HostFiles = BTreeMap<String, PathBuf>;
 
 /// Errors of building the ISO; each names its object.
 #[derive(Debug, thiserror::Error)]
@@ -143,14 +155,54 @@ pub fn write_iso(
     write_iso_with(sys, input, Backend::Hadris, out)
 }
 
-/// Builds the ISO of `input` with the given backend and writes it to `out`.
+/// Builds the ISO of `input` with the given backend and writes it to `out` (through a
+/// temporary file, as [`write_iso_file`] writes).
 pub fn write_iso_with(
     sys: &Sysroot,
     input: &MediaInput<'_>,
     backend: Backend,
     out: &mut impl Write,
 ) -> Result<IsoReport, Error> {
-    let layout = Layout::new(sys, input)?;
+    let tmp = std::env::temp_dir();
+    let scratch = tempfile::tempdir().map_err(|error| Error::Io {
+        path: tmp.clone(),
+        error,
+    })?;
+    let path = scratch.path().join("rear.iso");
+    let report = write_iso_file(sys, input, backend, &HostFiles::new(), &path)?;
+    let mut file = std::fs::File::open(&path).map_err(|error| Error::Io {
+        path: path.clone(),
+        error,
+    })?;
+    std::io::copy(&mut file, out).map_err(|error| Error::Io {
+        path: PathBuf::from("<ISO output>"),
+        error,
+    })?;
+    Ok(report)
+}
+
+/// Builds the ISO of `input` plus the `host` files with the given backend into the file
+/// `path` (created or truncated; the caller renames it into place).
+pub fn write_iso_file(
+    sys: &Sysroot,
+    input: &MediaInput<'_>,
+    backend: Backend,
+    host: &HostFiles,
+    path: &Path,
+) -> Result<IsoReport, Error> {
+    let layout = Layout::new(sys, input, host)?;
+    let mut files: Vec<(String, u64)> = layout
+        .files
+        .iter()
+        .map(|(p, c)| (format!("/{p}"), c.len() as u64))
+        .chain(
+            layout
+                .host
+                .iter()
+                .map(|(p, (_, len))| (format!("/{p}"), *len)),
+        )
+        .collect();
+    files.sort();
     let mut report = IsoReport {
         size: 0,
         build_id: hex::encode(layout.id),
@@ -158,26 +210,17 @@ pub fn write_iso_with(
         efi_loader: layout.efi_loader.clone(),
         isolinux: layout.bios.source.clone(),
         esp_size: layout.esp_size,
-        files: layout
-            .files
-            .iter()
-            .map(|(p, c)| (format!("/{p}"), c.len() as u64))
-            .collect(),
+        files,
         warnings: Vec::new(),
     };
-    let image = match backend {
+    report.size = match backend {
         Backend::Hadris => {
-            let (image, warnings) = layout.hadris_image(input.epoch)?;
+            let (size, warnings) = layout.hadris_image(input.epoch, path)?;
             report.warnings = warnings;
-            image
+            size
         }
-        Backend::Xorriso => layout.xorriso_image(input.epoch)?,
+        Backend::Xorriso => layout.xorriso_image(input.epoch, path)?,
     };
-    out.write_all(&image).map_err(|error| Error::Io {
-        path: PathBuf::from("<ISO output>"),
-        error,
-    })?;
-    report.size = image.len() as u64;
     Ok(report)
 }
 
@@ -195,7 +238,12 @@ pub fn isolinux_cfg(input: &MediaInput<'_>) -> Result<String, Error> {
 }
 
 /// The build id: SHA-256 of the input and the boot-loader files, each field length-prefixed.
-fn build_id(input: &MediaInput<'_>, bios: &BiosFiles, loader: &EfiLoader) -> [u8; 32] {
+fn build_id(
+    input: &MediaInput<'_>,
+    bios: &BiosFiles,
+    loader: &EfiLoader,
+    host: &BTreeMap<String, (PathBuf, u64)>,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
@@ -227,6 +275,12 @@ fn build_id(input: &MediaInput<'_>, bios: &BiosFiles, loader: &EfiLoader) -> [u8
             field(grub);
         }
     }
+    // Host files by name and size only (reading a backup twice to hash it would cost
+    // minutes); none leaves the id of a plain rescue ISO as it was.
+    for (name, (_, len)) in host {
+        field(name.as_bytes());
+        field(&len.to_le_bytes());
+    }
     h.finalize().into()
 }
 
@@ -234,6 +288,8 @@ fn build_id(input: &MediaInput<'_>, bios: &BiosFiles, loader: &EfiLoader) -> [u8
 struct Layout {
     /// ISO path (no leading `/`) -> bytes, sorted.
     files: BTreeMap<String, Vec<u8>>,
+    /// ISO path -> host file and its length.
+    host: BTreeMap<String, (PathBuf, u64)>,
     bios: BiosFiles,
     id: [u8; 32],
     /// What the GPT GUIDs derive from: a hash of the id and the ESP image (so that a different
@@ -244,7 +300,16 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(sys: &Sysroot, input: &MediaInput<'_>) -> Result<Layout, Error> {
+    fn new(sys: &Sysroot, input: &MediaInput<'_>, host: &HostFiles) -> Result<Layout, Error> {
+        let mut sized = BTreeMap::new();
+        for (name, path) in host {
+            let meta = std::fs::metadata(path).map_err(|error| Error::Io {
+                path: path.clone(),
+                error,
+            })?;
+            sized.insert(name.clone(), (path.clone(), meta.len()));
+        }
+        let host = sized;
         let bios = bootfiles::bios_files(sys)?;
         if bios.isohdpfx.len() > 432 {
             return Err(Error::Bootstrap {
@@ -253,7 +318,7 @@ impl Layout {
             });
         }
         let loader = bootfiles::efi_loader(sys)?;
-        let id = build_id(input, &bios, &loader);
+        let id = build_id(input, &bios, &loader, &host);
         let short = hex::encode(&id[..8]);
         let marker = format!(".disk/rear-{short}");
         let search = grub::search_cfg(&format!("/{marker}"), VOLUME_LABEL)?;
@@ -307,6 +372,7 @@ impl Layout {
         files.insert(EFI_IMG.to_string(), esp_image);
         Ok(Layout {
             files,
+            host,
             bios,
             id,
             gpt_key,
@@ -315,9 +381,19 @@ impl Layout {
         })
     }
 
-    /// The image, written by hadris-iso, and its warnings. Takes the layout so that the file
-    /// contents move into the tree instead of being copied.
-    fn hadris_image(self, epoch: u64) -> Result<(Vec<u8>, Vec<String>), Error> {
+    /// ISO 9660 Level 3 when a host file needs more than one extent, else Level 2.
+    fn level(&self) -> IsoLevel {
+        if self.host.values().any(|(_, len)| *len > MAX_EXTENT) {
+            IsoLevel::L3
+        } else {
+            IsoLevel::L2
+        }
+    }
+
+    /// Writes the image with hadris-iso to `path`; returns its size and the writer's
+    /// warnings. Takes the layout so that the file contents move into the tree instead of
+    /// being copied.
+    fn hadris_image(self, epoch: u64, path: &Path) -> Result<(u64, Vec<String>), Error> {
         let time = i64::try_from(epoch)
             .ok()
             .and_then(|s| DateTime::from_unix_seconds(s).ok())
@@ -325,17 +401,23 @@ impl Layout {
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&self.gpt_key[..8]);
         let seed = u64::from_le_bytes(seed);
+        let level = self.level();
+        let hadris = |e| Error::Hadris(Box::new(e));
         let mut tree = Tree::new();
-        for (path, bytes) in self.files {
-            tree.insert(&path, Node::file(Content::bytes(bytes)))
-                .map_err(|e| Error::Hadris(Box::new(e)))?;
+        for (name, bytes) in self.files {
+            tree.insert(&name, Node::file(Content::bytes(bytes)))
+                .map_err(hadris)?;
+        }
+        for (name, (file, _)) in &self.host {
+            let content = hadris_fs::host::file(file).map_err(hadris)?;
+            tree.insert(name, Node::file(content)).map_err(hadris)?;
         }
         let options = IsoOptions::default()
             .with_id(IsoId::Volume, VOLUME_LABEL)
             .with_id(IsoId::Publisher, "Relax-and-Recover")
             .with_id(IsoId::Application, "rear-mkimage")
             .with_id(IsoId::System, "LINUX")
-            .with_level(IsoLevel::L2)
+            .with_level(level)
             .with_joliet()
             .with_rock_ridge()
             .with_time(time)
@@ -351,16 +433,29 @@ impl Layout {
                     .with_catalog_path(BOOT_CATALOG),
             )
             .with_hybrid(Hybrid::gpt_hybrid_mbr().with_bootstrap(&self.bios.isohdpfx));
-        let mut image: Vec<u8> = Vec::new();
-        let report = hadris_iso::sync::write(&mut image, &tree, &options)
-            .map_err(|e| Error::Hadris(Box::new(e)))?;
-        image.truncate(report.size() as usize);
+        let io = |error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io)?;
+        let mut dev = hadris_storage::host::FileDevice::new(file).map_err(io)?;
+        let report = hadris_iso::sync::write(&mut dev, &tree, &options).map_err(hadris)?;
+        let file = dev.into_inner();
+        file.set_len(report.size()).map_err(io)?;
         let warnings = report.warnings().iter().map(|w| w.to_string()).collect();
-        Ok((image, warnings))
+        Ok((report.size(), warnings))
     }
 
     /// The same layout written by `xorriso -as mkisofs` from a staging directory.
-    fn xorriso_image(&self, epoch: u64) -> Result<Vec<u8>, Error> {
+    /// The host files are grafted in from where they are, not copied into the staging tree.
+    /// Returns the size of the image at `path`.
+    fn xorriso_image(&self, epoch: u64, path: &Path) -> Result<u64, Error> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |error| Error::Io { path, error }
@@ -382,7 +477,6 @@ impl Layout {
         }
         let mbr = scratch.path().join("isohdpfx.bin");
         std::fs::write(&mbr, &self.bios.isohdpfx).map_err(io(&mbr))?;
-        let out = scratch.path().join("rear.iso");
         let g = &self.gpt_key;
         let guid = format!(
             "{}-{}-{}-{}-{}",
@@ -393,9 +487,14 @@ impl Layout {
             hex::encode(&g[10..16])
         );
         let mut cmd = Command::new("xorriso");
+        let level = if self.level() == IsoLevel::L3 {
+            "3"
+        } else {
+            "2"
+        };
         cmd.args(["-as", "mkisofs", "-o"])
-            .arg(&out)
-            .args(["-V", VOLUME_LABEL, "-R", "-J", "-iso-level", "2"])
+            .arg(path)
+            .args(["-V", VOLUME_LABEL, "-R", "-J", "-iso-level", level])
             .arg("-isohybrid-mbr")
             .arg(&mbr)
             .args(["-c", BOOT_CATALOG, "-b", ISOLINUX_BIN])
@@ -404,11 +503,37 @@ impl Layout {
             .args(["-isohybrid-gpt-basdat", "--gpt_disk_guid", &guid])
             // Directories of the staging tree have the current time: set every date.
             .args(["--set_all_file_dates", &format!("={epoch}")])
-            .arg(&stage)
-            .env("SOURCE_DATE_EPOCH", epoch.to_string());
+            .arg("-graft-points")
+            .arg(graft("", &stage));
+        for (name, (file, _)) in &self.host {
+            cmd.arg(graft(name, file));
+        }
+        cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
         exec::run(&mut cmd, Some("xorriso"))?;
-        std::fs::read(&out).map_err(io(&out))
+        Ok(std::fs::metadata(path).map_err(io(path))?.len())
     }
+}
+
+/// A `-graft-points` argument of mkisofs: `/<iso path>=<host path>`, with `\\` and `=`
+/// escaped by a backslash in both halves.
+fn graft(iso_path: &str, host: &Path) -> std::ffi::OsString {
+    let escape = |b: &[u8]| {
+        let mut out = Vec::with_capacity(b.len());
+        for &c in b {
+            if c == b'\\' || c == b'=' {
+                out.push(b'\\');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let mut arg = b"/".to_vec();
+    arg.extend(escape(iso_path.as_bytes()));
+    arg.push(b'=');
+    arg.extend(escape(std::os::unix::ffi::OsStrExt::as_bytes(
+        host.as_os_str(),
+    )));
+    std::os::unix::ffi::OsStringExt::from_vec(arg)
 }
 
 #[cfg(test)]
@@ -570,5 +695,71 @@ mod tests {
         write_iso_with(&sys, &input(b"kernel", b"initrd"), Backend::Xorriso, &mut b).unwrap();
         assert!(a == b, "two xorriso builds differ");
         assert_structure(&xorriso_report(&a));
+    }
+
+    /// A host file goes onto the ISO as it is, with either backend, and is readable there.
+    #[test]
+    fn write_iso_file_carries_host_files() {
+        let (_d, sys) = fake_sysroot();
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("backup.tar.zst");
+        let data: Vec<u8> = (0..3_000_123u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&big, &data).unwrap();
+        let sums = dir.path().join("odd=name\\x");
+        std::fs::write(&sums, b"sum\n").unwrap();
+        let host = HostFiles::from([
+            ("rear/backup.tar.zst".to_string(), big.clone()),
+            ("rear/backup.sha256".to_string(), sums.clone()),
+        ]);
+        let plain = dir.path().join("plain.iso");
+        let p = write_iso_file(
+            &sys,
+            &input(b"k", b"i"),
+            Backend::Hadris,
+            &HostFiles::new(),
+            &plain,
+        )
+        .unwrap();
+        for backend in [Backend::Hadris, Backend::Xorriso] {
+            let iso = dir.path().join(format!("{backend:?}.iso"));
+            let r = write_iso_file(&sys, &input(b"k", b"i"), backend, &host, &iso).unwrap();
+            assert_eq!(r.size, iso.metadata().unwrap().len());
+            assert!(r.size > data.len() as u64);
+            assert!(
+                r.files
+                    .contains(&("/rear/backup.tar.zst".to_string(), data.len() as u64)),
+                "{:?}",
+                r.files
+            );
+            // The backup changes the build id; the rest of the medium is the same.
+            assert_ne!(r.build_id, p.build_id);
+            let out = dir.path().join(format!("{backend:?}.out"));
+            let x = Command::new("xorriso")
+                .arg("-indev")
+                .arg(&iso)
+                .args(["-osirrox", "on", "-extract", "/rear"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+            assert!(std::fs::read(out.join("backup.tar.zst")).unwrap() == data);
+            assert_eq!(std::fs::read(out.join("backup.sha256")).unwrap(), b"sum\n");
+            assert_structure(&xorriso_report(&std::fs::read(&iso).unwrap()));
+        }
+        // A missing host file is named.
+        let gone = HostFiles::from([("rear/x".to_string(), dir.path().join("gone"))]);
+        let e = write_iso_file(&sys, &input(b"k", b"i"), Backend::Hadris, &gone, &plain)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gone: No such file"), "{e}");
+    }
+
+    #[test]
+    fn graft_escapes_equals_and_backslash() {
+        assert_eq!(
+            graft("rear/a=b", Path::new("/x\\y=z")),
+            std::ffi::OsString::from("/rear/a\\=b=/x\\\\y\\=z")
+        );
+        assert_eq!(graft("", Path::new("/stage")), "/=/stage");
     }
 }

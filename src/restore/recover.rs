@@ -75,8 +75,8 @@ pub fn recover(o: &Options, confirm: &mut dyn FnMut(&Plan) -> bool) -> Result<()
         }
         Err(e) => return Err(e.into()),
     };
-    // The rescue system runs no udev: load the drivers of the layout's and the backup's
-    // file systems before mounting anything.
+    // The rescue system runs no udev: load the drivers of the layout's file systems before
+    // mounting anything (finding the backup loads the backup's own).
     let text = std::fs::read_to_string(&o.layout).map_err(|error| layout::PlanError::Read {
         path: o.layout.clone(),
         error,
@@ -84,13 +84,6 @@ pub fn recover(o: &Options, confirm: &mut dyn FnMut(&Plan) -> bool) -> Result<()
     let saved = crate::layout::Layout::from_json(&text, &o.layout.display().to_string())
         .map_err(layout::PlanError::from)?;
     layout::load_modules(&saved);
-    if let Some(fstype) = config
-        .as_ref()
-        .and_then(|c| c.location.as_ref())
-        .map(|l| l.fstype.as_str())
-    {
-        layout::load_module_names(&[fstype]);
-    }
     let found = backup::find(config.as_ref(), o.backup_url.as_ref())?;
     say(&format!("backup found in {}", found.dir.display()));
     let plan = layout::plan_layout(&saved, &o.mapping, o.resize)?;

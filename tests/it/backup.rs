@@ -387,7 +387,7 @@ fn backup_wrong_url_is_a_clear_error() {
         ("ftp://host/dir", "unknown scheme \"ftp\""),
         (
             "iso",
-            "backup URL iso: writing the backup into the ISO is not implemented yet",
+            "backup URL iso: a backup inside the ISO is made with the ISO: rear-mkimage --output iso --backup --backup-url iso",
         ),
     ] {
         let o = run(mkimage()

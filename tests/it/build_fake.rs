@@ -286,3 +286,158 @@ fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() 
         "{list}"
     );
 }
+
+/// `--backup-url iso`: the backup goes into the ISO's /rear/ (not left beside it), the
+/// output directory below the backed-up root is not in the backup, and what the ISO carries
+/// restores.
+#[test]
+fn fake_root_build_puts_the_backup_into_the_iso() {
+    require_tool("xorriso", "xorriso");
+    let root = fake_root();
+    let r = root.path();
+    for tool in ["tar", "blkid", "mount", "umount"] {
+        write(
+            r,
+            &format!("usr/bin/{tool}"),
+            &dyn_elf(&DynElf::program(&["libc.so.6"])),
+            0o755,
+        );
+    }
+    // The boot loaders an ISO needs (stand-ins: the ISO is checked, not booted, here).
+    write(r, "usr/lib/ISOLINUX/isolinux.bin", &[0x90; 2048], 0o644);
+    write(r, "usr/lib/ISOLINUX/isohdpfx.bin", &[0x33; 432], 0o644);
+    for m in ["ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"] {
+        write(
+            r,
+            &format!("usr/lib/syslinux/modules/bios/{m}"),
+            m.as_bytes(),
+            0o644,
+        );
+    }
+    write(r, "usr/lib/shim/shimx64.efi.signed", &[b'S'; 5000], 0o644);
+    write(
+        r,
+        "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        &[b'G'; 9000],
+        0o644,
+    );
+    write(r, "etc/os-release", b"ID=debian\n", 0o644);
+    write(r, "srv/data/marker", b"in the ISO\n", 0o600);
+    // The output directory lies inside the backed-up tree, with an older ISO in it.
+    let out_dir = r.join("var/lib/rear/output");
+    write(r, "var/lib/rear/output/rear-old.iso", b"old", 0o644);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout.json");
+    std::fs::write(
+        &layout,
+        r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
+    )
+    .unwrap();
+    let o = run(mkimage()
+        .args([
+            "--output",
+            "iso",
+            "--no-default-recipes",
+            "--modules",
+            "none",
+        ])
+        .args(["--compress", "none", "--ssh", "off", "--layout"])
+        .arg(&layout)
+        .arg("--init")
+        .arg(static_init(tmp.path()))
+        .arg("--root")
+        .arg(r)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--backup", "--backup-url", "iso"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let iso = out_dir.join("rear-fakehost.iso");
+    assert!(
+        stdout.contains(&format!("backup {}:/rear/backup.tar.zst: ", iso.display())),
+        "{stdout}"
+    );
+    // Nothing but the outputs is left: the staging copy of the backup is gone.
+    assert_eq!(
+        files_in(&out_dir),
+        [
+            "SHA256SUMS",
+            "layout.json",
+            "rear-fakehost.iso",
+            "rear-old.iso"
+        ],
+    );
+    let extracted = tmp.path().join("rear");
+    let x = run(Command::new("xorriso")
+        .arg("-indev")
+        .arg(&iso)
+        .args(["-osirrox", "on", "-extract", "/rear"])
+        .arg(&extracted));
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    assert_eq!(
+        files_in(&extracted),
+        [
+            "backup.files",
+            "backup.json",
+            "backup.tar.zst",
+            "backup.tar.zst.sha256"
+        ]
+    );
+    let info = rear::backup::Info::load(&extracted.join("backup.json")).unwrap();
+    assert_eq!(info.config.url, "iso");
+    let list = std::fs::read_to_string(extracted.join("backup.files")).unwrap();
+    assert!(list.contains("\t./srv/data/marker\n"), "{list}");
+    assert!(!list.contains("var/lib/rear/output"), "{list}");
+    // The image tells the rescue system to look on the medium labelled REAR-ISO.
+    let cfg = info.config.location.expect("a location on the ISO");
+    assert_eq!(
+        (
+            cfg.fstype.as_str(),
+            cfg.label.as_str(),
+            cfg.subpath.as_path()
+        ),
+        ("iso9660", "REAR-ISO", Path::new("/rear"))
+    );
+    let target = tmp.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let o = run(Command::new(crate::restore_bin())
+        .arg("restore")
+        .arg("--backup-url")
+        .arg(format!("file://{}", extracted.display()))
+        .arg("--target")
+        .arg(&target)
+        .args(["--config", "/nonexistent/backup.json"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(target.join("srv/data/marker")).unwrap(),
+        b"in the ISO\n"
+    );
+
+    // Without an ISO, or with another method, it is refused before anything is written.
+    for (args, want) in [
+        (
+            &["--output", "initrd"][..],
+            "--backup-url iso puts the backup into the ISO of this build: add --output iso",
+        ),
+        (
+            &["--output", "iso", "--backup-method", "rsync"][..],
+            "the ISO carries backups of the built-in tar method only",
+        ),
+    ] {
+        let out = tmp.path().join("refused");
+        let o = run(mkimage()
+            .args(args)
+            .args(["--no-default-recipes", "--modules", "none", "--layout"])
+            .arg(&layout)
+            .arg("--init")
+            .arg(static_init(tmp.path()))
+            .arg("--root")
+            .arg(r)
+            .arg("--out")
+            .arg(&out)
+            .args(["--backup", "--backup-url", "iso"]));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
+        assert!(files_in(&out).is_empty(), "{:?}", files_in(&out));
+    }
+}

@@ -181,6 +181,7 @@ pub(super) fn load_modules(release: &str) {
         say(&format!("rear: no modules in {}", dir.display()));
         return;
     }
+    set_kernel_modprobe();
     let (loaded, failed) = coldplug(&dir, Path::new("/sys"));
     for (module, reason) in &failed {
         say(&format!("rear: module {module}: {reason}"));
@@ -189,6 +190,26 @@ pub(super) fn load_modules(release: &str) {
     let said: crate::restore::hotplug::Say = std::sync::Arc::new(|line: &str| say(line));
     if let Err(e) = crate::restore::hotplug::start(&dir, Path::new("/sys"), &failed, said) {
         say(&format!("rear: {e}"));
+    }
+}
+
+/// Points the kernel's module helper (`/proc/sys/kernel/modprobe`, default `/sbin/modprobe`)
+/// at the image's modprobe, so `mount` of a file system whose module is not loaded yet works:
+/// an image made on a merged-/usr host has it only as `/usr/sbin/modprobe`.
+fn set_kernel_modprobe() {
+    let candidates = [
+        "/sbin/modprobe",
+        "/usr/sbin/modprobe",
+        "/usr/bin/modprobe",
+        "/bin/modprobe",
+    ];
+    let Some(found) = candidates.iter().find(|p| Path::new(p).exists()) else {
+        say("rear: no modprobe in the image: the kernel cannot load modules by itself");
+        return;
+    };
+    let helper = Path::new("/proc/sys/kernel/modprobe");
+    if let Err(e) = fs::write(helper, found) {
+        say(&format!("rear: {}: {e}", helper.display()));
     }
 }
 
