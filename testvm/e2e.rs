@@ -92,29 +92,6 @@ fn blank(path: &Path, size: u64) -> PathBuf {
     path.to_path_buf()
 }
 
-/// An ext4 image holding the static rear binaries, for the source system to run them from.
-fn tools_disk(dir: &Path) -> PathBuf {
-    let tree = dir.join("tools");
-    std::fs::create_dir_all(&tree).unwrap();
-    for b in ["rear-mkimage", "rear-restore"] {
-        std::fs::copy(crate::bin(b), tree.join(b)).unwrap();
-    }
-    let img = dir.join("tools.img");
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "REARTOOLS", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("512M")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mkfs.ext4 -d: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    img
-}
-
 fn firmware_args(fw: Firmware, scratch: &Path) -> Vec<String> {
     match fw {
         Firmware::Uefi => pflash_args(
@@ -179,7 +156,7 @@ fn recover(variant: Variant, source_fw: Firmware, target: Target, to: BackupTo) 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let source = sysimage::source_disk(variant, dir);
-    let tools = tools_disk(dir);
+    let tools = crate::tools_disk(dir, |_| {});
     let backup = blank(&dir.join("backup.img"), 4 << 30);
     t.mark("prepare");
 

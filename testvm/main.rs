@@ -19,7 +19,8 @@ mod sysimage;
 mod usb;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Path of one of this package's binaries, preferring `REAR_BIN_DIR`.
 pub fn bin(name: &str) -> PathBuf {
@@ -31,4 +32,29 @@ pub fn bin(name: &str) -> PathBuf {
         "rear-restore" => PathBuf::from(env!("CARGO_BIN_EXE_rear-restore")),
         other => panic!("unknown binary {other}"),
     }
+}
+
+/// An ext4 image (`dir/tools.img`, label REARTOOLS) holding the static rear binaries and
+/// whatever `fill` puts beside them, for a guest to mount and run them from.
+pub fn tools_disk(dir: &Path, fill: impl FnOnce(&Path)) -> PathBuf {
+    let tree = dir.join("tools");
+    std::fs::create_dir_all(&tree).unwrap();
+    for b in ["rear-mkimage", "rear-restore"] {
+        std::fs::copy(bin(b), tree.join(b)).unwrap();
+    }
+    fill(&tree);
+    let img = dir.join("tools.img");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "REARTOOLS", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("512M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mkfs.ext4 -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
 }

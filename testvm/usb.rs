@@ -88,17 +88,29 @@ enum Attach {
     UsbStick,
 }
 
+/// The shared image, this test's turn to boot, and a copy of the image in a scratch
+/// directory (boots write to it).
+fn boot_copy() -> (
+    &'static Built,
+    std::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    PathBuf,
+) {
+    let b = built();
+    let one = serial_lock();
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("usb.img");
+    std::fs::copy(&b.image, &copy).unwrap();
+    (b, one, scratch, copy)
+}
+
 /// Boots a copy of the image, waits for the rescue system, checks the default entry's
 /// command line and the partitions, powers off. Prints the time to `rear rescue ready`.
 fn boot(name: &str, firmware: Firmware, attach: Attach) {
     if !qemu_available() {
         return;
     }
-    let b = built();
-    let _one = serial_lock();
-    let scratch = tempfile::tempdir().unwrap();
-    let copy = scratch.path().join("usb.img");
-    std::fs::copy(&b.image, &copy).unwrap();
+    let (b, _one, scratch, copy) = boot_copy();
     let mut args: Vec<String> = ["-m", "1024", "-nic", "none"]
         .iter()
         .map(|s| s.to_string())
@@ -210,39 +222,20 @@ fn usb_data_partition_holds_a_backup_that_restores() {
     if !qemu_available() {
         return;
     }
-    let b = built();
-    let _one = serial_lock();
-    let scratch = tempfile::tempdir().unwrap();
-    let copy = scratch.path().join("usb.img");
-    std::fs::copy(&b.image, &copy).unwrap();
+    let (b, _one, scratch, copy) = boot_copy();
     // A second disk with the static tools, a layout and the tree to back up.
-    let tree = scratch.path().join("tools");
-    let src = tree.join("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/marker"), "from the usb data partition\n").unwrap();
-    std::fs::hard_link(src.join("etc/marker"), src.join("etc/marker-link")).unwrap();
-    std::os::unix::fs::symlink("marker", src.join("etc/marker-symlink")).unwrap();
-    std::fs::write(
-        tree.join("layout.json"),
-        r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
-    )
-    .unwrap();
-    for bin in ["rear-mkimage", "rear-restore"] {
-        std::fs::copy(crate::bin(bin), tree.join(bin)).unwrap();
-    }
-    let tools = scratch.path().join("tools.img");
-    let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&tree)
-        .arg(&tools)
-        .arg("128M")
-        .output()
+    let tools = crate::tools_disk(scratch.path(), |tree| {
+        let src = tree.join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/marker"), "from the usb data partition\n").unwrap();
+        std::fs::hard_link(src.join("etc/marker"), src.join("etc/marker-link")).unwrap();
+        std::os::unix::fs::symlink("marker", src.join("etc/marker-symlink")).unwrap();
+        std::fs::write(
+            tree.join("layout.json"),
+            r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
+        )
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    });
     let args: Vec<String> = vec![
         "-m".into(),
         "1024".into(),

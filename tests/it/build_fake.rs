@@ -216,25 +216,37 @@ fn fake_root_build_follows_links_libraries_modules_and_firmware() {
     assert!(files_in(&x.join("usr/lib/modules")).contains(&KVER.to_string()));
 }
 
-#[test]
-fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() {
+/// [`fake_root`] plus the programs the built-in backup method puts into the image.
+fn backup_root() -> tempfile::TempDir {
     let root = fake_root();
-    let r = root.path();
     for tool in ["tar", "blkid", "mount", "umount"] {
         write(
-            r,
+            root.path(),
             &format!("usr/bin/{tool}"),
             &dyn_elf(&DynElf::program(&["libc.so.6"])),
             0o755,
         );
     }
-    let out = tempfile::tempdir().unwrap();
-    let layout = out.path().join("layout.json");
+    root
+}
+
+/// `dir/layout.json`: a layout with the root file system only.
+fn root_layout(dir: &Path) -> std::path::PathBuf {
+    let layout = dir.join("layout.json");
     std::fs::write(
         &layout,
         r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
     )
     .unwrap();
+    layout
+}
+
+#[test]
+fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() {
+    let root = backup_root();
+    let r = root.path();
+    let out = tempfile::tempdir().unwrap();
+    let layout = root_layout(out.path());
     let (image_dir, backup_dir) = (out.path().join("image"), out.path().join("backup"));
     let o = run(mkimage()
         .args([
@@ -293,16 +305,8 @@ fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() 
 #[test]
 fn fake_root_build_puts_the_backup_into_the_iso() {
     require_tool("xorriso", "xorriso");
-    let root = fake_root();
+    let root = backup_root();
     let r = root.path();
-    for tool in ["tar", "blkid", "mount", "umount"] {
-        write(
-            r,
-            &format!("usr/bin/{tool}"),
-            &dyn_elf(&DynElf::program(&["libc.so.6"])),
-            0o755,
-        );
-    }
     // The boot loaders an ISO needs (stand-ins: the ISO is checked, not booted, here).
     write(r, "usr/lib/ISOLINUX/isolinux.bin", &[0x90; 2048], 0o644);
     write(r, "usr/lib/ISOLINUX/isohdpfx.bin", &[0x33; 432], 0o644);
@@ -327,29 +331,29 @@ fn fake_root_build_puts_the_backup_into_the_iso() {
     let out_dir = r.join("var/lib/rear/output");
     write(r, "var/lib/rear/output/rear-old.iso", b"old", 0o644);
     let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("layout.json");
-    std::fs::write(
-        &layout,
-        r#"{"version":1,"mounts":[{"device":"/dev/test","target":"/"}]}"#,
-    )
-    .unwrap();
-    let o = run(mkimage()
-        .args([
-            "--output",
-            "iso",
-            "--no-default-recipes",
-            "--modules",
-            "none",
-        ])
-        .args(["--compress", "none", "--ssh", "off", "--layout"])
-        .arg(&layout)
-        .arg("--init")
-        .arg(static_init(tmp.path()))
-        .arg("--root")
-        .arg(r)
-        .arg("--out")
-        .arg(&out_dir)
-        .args(["--backup", "--backup-url", "iso"]));
+    let layout = root_layout(tmp.path());
+    // A build of `root` with `layout` into `out` with the backup in the ISO, plus `args`.
+    let iso_build = |args: &[&str], out: &Path| {
+        run(mkimage()
+            .args(args)
+            .args([
+                "--no-default-recipes",
+                "--modules",
+                "none",
+                "--compress",
+                "none",
+            ])
+            .args(["--ssh", "off", "--layout"])
+            .arg(&layout)
+            .arg("--init")
+            .arg(static_init(tmp.path()))
+            .arg("--root")
+            .arg(r)
+            .arg("--out")
+            .arg(out)
+            .args(["--backup", "--backup-url", "iso"]))
+    };
+    let o = iso_build(&["--output", "iso"], &out_dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let iso = out_dir.join("rear-fakehost.iso");
@@ -425,17 +429,7 @@ fn fake_root_build_puts_the_backup_into_the_iso() {
         ),
     ] {
         let out = tmp.path().join("refused");
-        let o = run(mkimage()
-            .args(args)
-            .args(["--no-default-recipes", "--modules", "none", "--layout"])
-            .arg(&layout)
-            .arg("--init")
-            .arg(static_init(tmp.path()))
-            .arg("--root")
-            .arg(r)
-            .arg("--out")
-            .arg(&out)
-            .args(["--backup", "--backup-url", "iso"]));
+        let o = iso_build(args, &out);
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
         assert!(files_in(&out).is_empty(), "{:?}", files_in(&out));
