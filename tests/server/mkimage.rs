@@ -12,6 +12,14 @@ use super::{BIN, Backend, Server, elf_util};
 const MKIMAGE: &str = env!("CARGO_BIN_EXE_rear-mkimage");
 const KVER: &str = "1.0-test";
 
+/// Waits until the clock is in the next whole second: reports carry their time in seconds.
+fn next_second() {
+    let now = super::now();
+    while super::now() <= now {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A sysroot with just enough for an initrd build: a kernel image, a host name, os-release.
 struct Fake {
     dir: tempfile::TempDir,
@@ -176,10 +184,7 @@ fn mkimage_spools_while_the_server_is_down_and_forwards_later() {
     assert_eq!(f.spooled().len(), 2, "{}", stderr(&o));
     // A report's time is in whole seconds, and reports of the same second (all received in
     // the same second, too) have no order: the last build must be a second later.
-    let broken_at = super::now();
-    while super::now() <= broken_at {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    next_second();
 
     let s = Server::start(Backend::Sqlite);
     let token = s.token("fakehost");
@@ -267,6 +272,9 @@ fn mkimage_mails_through_sendmail_into_ingest_mail() {
     assert_eq!(f.spooled().len(), 1);
     assert_eq!(s.report_count(), 0);
 
+    // The same build in the same second makes the same report (same spool file): the second
+    // build must be a second later to be a second report.
+    next_second();
     let o = f.build(&mail(&good), "ok");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(f.spooled().is_empty(), "{}", stderr(&o));
