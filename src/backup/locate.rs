@@ -247,8 +247,8 @@ pub fn mount_location(loc: &Location, mount_point: &Path) -> Result<Mounted, Err
     let mut cmd = Command::new("mount");
     cmd.args(["-o", "ro"]);
     if !loc.fstype.is_empty() {
-        // No udev and no modprobe for the kernel to call: load the file system's module
-        // (by name, like ext4, or by its alias, like fs-iso9660 for isofs) first.
+        // The kernel would ask modprobe for the module, but modprobe is optional in the
+        // image: load it ourselves first (by name, like ext4, or by alias, like fs-iso9660).
         crate::restore::layout::load_module_names(&[&loc.fstype, &format!("fs-{}", loc.fstype)]);
         cmd.args(["-t", &loc.fstype]);
     }

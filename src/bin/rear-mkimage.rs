@@ -248,6 +248,8 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     }
     let root = args.root.clone();
     let out_dir = args.out_dir.clone();
+    // Progress bars only on a terminal.
+    let tty = std::io::stderr().is_terminal();
     let opts = Options {
         root: args.root,
         kernel: KernelSpec::parse(args.kernel.as_deref()),
@@ -269,9 +271,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             Some(file) => build::LayoutSource::File(PathBuf::from(file)),
         },
         backup: backup.as_ref().map(|b| b.config.clone()),
-        backup_progress: std::io::stderr().is_terminal(),
+        backup_progress: tty,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = tty.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
@@ -324,7 +326,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
                 &root,
                 dest,
                 &[&out_dir],
-                std::io::stderr().is_terminal(),
+                tty,
             )?)
         }
         (None, None) => None,

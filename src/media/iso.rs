@@ -163,9 +163,8 @@ pub fn write_iso_with(
     backend: Backend,
     out: &mut impl Write,
 ) -> Result<IsoReport, Error> {
-    let tmp = std::env::temp_dir();
     let scratch = tempfile::tempdir().map_err(|error| Error::Io {
-        path: tmp.clone(),
+        path: std::env::temp_dir(),
         error,
     })?;
     let path = scratch.path().join("rear.iso");

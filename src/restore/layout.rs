@@ -804,8 +804,9 @@ pub fn plan_layout(
 }
 
 /// Loads the kernel modules the layout needs (RAID levels, device-mapper targets, ciphers,
-/// file systems): the rescue system runs no udev and mount does not load them. A module
-/// that fails to load is logged; the step that needs it then fails with the tool's message.
+/// file systems): the rescue system runs no udev, and mount alone would load only the file
+/// systems, and only when the image has modprobe. A module that fails to load is logged;
+/// the step that needs it then fails with the tool's message.
 pub fn load_modules(layout: &crate::layout::Layout) {
     load_module_names(&crate::layout::tools::modules(layout));
 }
