@@ -25,7 +25,7 @@ TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils 
 	python3 python3-pip chromium chromium-driver postgresql debootstrap qemu-utils \
 	tar acl attr restic borgbackup rsync
 
-.PHONY: all iso build static deps-build deps-test test fmt-check clippy unit servertest vmtest bench bench-server clean
+.PHONY: all iso build static deps-build deps-test ensure-test test fmt-check clippy unit servertest vmtest bench bench-server clean
 
 all: build
 
@@ -36,6 +36,12 @@ deps-build:
 deps-test:
 	@$(ENSURE) $(TEST_PACKAGES)
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+# .ci/ensure-packages itself, against this machine's apt-get and dpkg (root): absent and present
+# packages, an unknown one, an install that would remove a package, a local version that
+# breaks another package.
+ensure-test:
+	.ci/test-ensure-packages
 
 # Both binaries, statically linked, for the image and for installing.
 static:
@@ -77,7 +83,7 @@ vmtest: static $(SIGNED_ROOT)
 	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) REAR_SIGNED_ROOT=$(CURDIR)/$(SIGNED_ROOT) \
 		$(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
 
-test: deps-test fmt-check clippy unit servertest vmtest
+test: ensure-test deps-test fmt-check clippy unit servertest vmtest
 
 bench: build
 	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client zstd tar

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::qemu::{Vm, kernel_args, qemu_available};
+use crate::qemu::{Vm, kernel_args};
 
 /// Builds kernel + initrd of the machine running the test into `out`; returns
 /// (kernel, initrd, release).
@@ -46,7 +46,7 @@ pub fn build_initrd(
 
 #[test]
 fn boot_initrd_reaches_ready_shell_and_disk() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rear::media::qemu::Firmware;
 
-use crate::qemu::{Vm, pflash_args, qemu_available};
+use crate::qemu::{Vm, pflash_args};
 use crate::sysimage::{self, READY, Variant};
 
 /// Where the recovered system lives.
@@ -131,7 +131,7 @@ fn base_args() -> Vec<String> {
 }
 
 fn recover(variant: Variant, source_fw: Firmware, target: Target, to: BackupTo) {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let name = format!(

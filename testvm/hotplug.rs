@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, kernel_args, qemu_available};
+use crate::qemu::{Vm, kernel_args};
 
 /// A 16 MiB raw image for the stick.
 fn stick_image(dir: &Path) -> std::path::PathBuf {
@@ -123,7 +123,7 @@ impl Qmp {
 
 #[test]
 fn hotplug_usb_stick_after_ready_gets_driver() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -148,7 +148,7 @@ fn hotplug_usb_stick_after_ready_gets_driver() {
 
 #[test]
 fn hotplug_usb_stick_at_boot_gets_driver() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use rear::media::bootfiles::{self, EfiLoader};
 use rear::media::iso::Backend;
 use rear::sysroot::Sysroot;
 
-use crate::qemu::{Vm, pflash_args, qemu_available};
+use crate::qemu::{Vm, pflash_args};
 
 /// The kernel command line of the default entry in these tests.
 const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 panic=5 norandmaps";
@@ -194,7 +194,7 @@ fn boot(name: &str, b: &Built, firmware: Firmware, medium: Medium) {
 
 /// Boots the host-loader ISO (skips without QEMU).
 fn boot_host_iso(name: &str, firmware: Firmware, medium: Medium) {
-    if qemu_available() {
+    if crate::preflight() {
         boot(name, built(), firmware, medium);
     }
 }
@@ -223,7 +223,7 @@ fn iso_disk_ovmf() {
 /// writers' partition tables differ most, with SeaBIOS and with OVMF.
 #[test]
 fn iso_xorriso_backend_disk() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let b = make_iso(&Sysroot::host(), Backend::Xorriso);
@@ -282,7 +282,7 @@ fn signed_sysroot() -> Option<(Option<tempfile::TempDir>, Sysroot)> {
 /// distribution's signed kernel, under OVMF enforcing Secure Boot, from CD and from disk.
 #[test]
 fn iso_secure_boot_ovmf() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let Some((_keep, sys)) = signed_sysroot() else {
@@ -314,6 +314,9 @@ fn iso_secure_boot_ovmf() {
 /// xorriso reports them, and an ESP that `fsck.fat -n` accepts.
 #[test]
 fn iso_structure() {
+    if !crate::preflight() {
+        return;
+    }
     let b = built();
     let out = std::process::Command::new("xorriso")
         .arg("-indev")

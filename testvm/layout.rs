@@ -11,7 +11,7 @@ use rear::layout::Layout;
 use rear::layout::plan::partition_path;
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, kernel_args, qemu_available};
+use crate::qemu::{Vm, kernel_args};
 
 /// A blank target disk: file name, size, how it is attached, serial.
 struct Target {
@@ -384,7 +384,7 @@ fn virtio(name: &'static str, size: u64, serial: &'static str) -> Target {
 
 #[test]
 fn layout_apply_gpt_esp_ext4_swap_renamed_to_virtio() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     // A mounted disk (as the backup disk is) of the same size is never a target, so the plan
@@ -409,7 +409,7 @@ fn layout_apply_gpt_esp_ext4_swap_renamed_to_virtio() {
 
 #[test]
 fn layout_apply_raid1_lvm_thin_xfs_by_mapping() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     // Two equal blank disks: only a mapping can say which is which.
@@ -430,7 +430,7 @@ fn layout_apply_raid1_lvm_thin_xfs_by_mapping() {
 
 #[test]
 fn layout_apply_luks2_lvm_ext4_with_key_file_after_a_failed_run() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let out = apply_in_vm(
@@ -446,7 +446,7 @@ fn layout_apply_luks2_lvm_ext4_with_key_file_after_a_failed_run() {
 
 #[test]
 fn layout_apply_btrfs_subvolumes_on_larger_nvme() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let out = apply_in_vm(

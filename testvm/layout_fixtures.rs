@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, kernel_args, qemu_available};
+use crate::qemu::{Vm, kernel_args};
 
 /// Disk size: small, so mkfs and mdadm are quick under TCG.
 const DISK_SIZE: u64 = 1 << 30;
@@ -57,7 +57,7 @@ fn blank_disk(dir: &Path, name: &str) -> PathBuf {
 /// Boots the guest with `disks` (QEMU argument pairs), runs create.sh `name` and unpacks
 /// the outputs into the fixture directory.
 fn generate(name: &str, disks: &[(&str, &str)]) {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -16,11 +16,20 @@ mod pxe;
 mod qemu;
 mod static_init;
 mod sysimage;
+#[path = "../src/testutil/tools.rs"]
+mod tools;
 mod usb;
 mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Whether every tool of the VM tests is here (`.ci/tools`, suite `vm`), checked once; every
+/// test starts with it. Under `CI` a missing tool fails the test at once with its package;
+/// elsewhere the test is skipped with that reason.
+pub fn preflight() -> bool {
+    tools::preflight("vm")
+}
 
 /// Path of one of this package's binaries, preferring `REAR_BIN_DIR`.
 pub fn bin(name: &str) -> PathBuf {

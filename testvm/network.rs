@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::boot::build_initrd;
-use crate::qemu::{Vm, kernel_args, qemu_available};
+use crate::qemu::{Vm, kernel_args};
 
 /// A TCP port on 127.0.0.1 that is free now.
 fn free_port() -> u16 {
@@ -69,13 +69,9 @@ fn ssh_until(port: u16, key: &Path, command: &str, deadline: Instant) -> String 
 
 #[test]
 fn network_dhcp_ssh_banner_poweroff() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
-    assert!(
-        Path::new("/usr/sbin/sshd").exists(),
-        "sshd is missing: install the Debian package openssh-server (make test does)"
-    );
     let tmp = tempfile::tempdir().unwrap();
     let (key, public) = key_pair(tmp.path());
     let out = tmp.path().join("out");
@@ -148,7 +144,7 @@ fn network_dhcp_ssh_banner_poweroff() {
 /// server come from the command line, configured through netlink; ssh reaches it.
 #[test]
 fn static_ip_from_kernel_cmdline() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -209,7 +205,7 @@ fn static_ip_from_kernel_cmdline() {
 
 #[test]
 fn three_disks_virtio_nvme_ahci() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

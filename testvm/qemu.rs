@@ -26,24 +26,6 @@ pub struct Vm {
     log: PathBuf,
 }
 
-/// Whether QEMU is here; outside CI a missing QEMU skips the VM tests with a reason.
-pub fn qemu_available() -> bool {
-    let found = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "qemu-system-x86_64 is missing: install the Debian package qemu-system-x86 (make test does)"
-        );
-        eprintln!("skipping: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)");
-    }
-    found
-}
-
 /// QEMU arguments for OVMF: the firmware code read-only and a private copy of the variable
 /// store (UEFI writes to it) in `scratch`.
 pub fn pflash_args(code: &str, vars_template: &str, scratch: &Path) -> Vec<String> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rear::media::MediaInput;
 use rear::sysroot::Sysroot;
 
-use crate::qemu::{Vm, pflash_args, qemu_available};
+use crate::qemu::{Vm, pflash_args};
 
 /// The kernel command line of the default entry in these tests.
 const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 panic=5 norandmaps";
@@ -107,7 +107,7 @@ fn boot_copy() -> (
 /// Boots a copy of the image, waits for the rescue system, checks the default entry's
 /// command line and the partitions, powers off. Prints the time to `rear rescue ready`.
 fn boot(name: &str, firmware: Firmware, attach: Attach) {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let (b, _one, scratch, copy) = boot_copy();
@@ -219,7 +219,7 @@ fn usb_ovmf_usb_stick_reaches_ready() {
 /// (unmounted by then), mounts it and restores the tree: contents, hard link, symlink.
 #[test]
 fn usb_data_partition_holds_a_backup_that_restores() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let (b, _one, scratch, copy) = boot_copy();

@@ -8,12 +8,11 @@ use rear::media::qemu::Firmware;
 use rear::media::verify::{BootOptions, Error, boot_check};
 
 use crate::boot::build_initrd;
-use crate::qemu::qemu_available;
 
 const CMDLINE: &str = "console=ttyS0,115200n8 panic=5 norandmaps";
 
 fn check(firmware: Firmware) {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -55,7 +54,7 @@ fn verify_boot_kernel_initrd_uefi() {
 
 #[test]
 fn verify_boot_broken_initrd_fails_with_console() {
-    if !qemu_available() {
+    if !crate::preflight() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

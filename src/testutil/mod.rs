@@ -3,3 +3,4 @@ pub mod elf;
 pub mod kmod;
 pub mod layout;
 pub mod media;
+pub mod tools;

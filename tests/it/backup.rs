@@ -41,22 +41,6 @@ fn text(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Whether a tool is installed; outside CI a missing one skips the test with a reason.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is not installed (make deps-test installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
@@ -118,8 +102,12 @@ fn ok(out: &std::process::Output) {
 
 #[test]
 fn root_backup_restore_keeps_everything() {
-    if !is_root() || !have("getfacl") || !have("getfattr") {
-        eprintln!("skipped: needs root, getfacl (acl) and getfattr (attr)");
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
+        eprintln!("skipping: needs root (CI runs as root)");
+        return;
+    }
+    if !crate::tools::need(&["getfacl", "getfattr"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -478,21 +466,21 @@ fn recipe_round_trip(method: &str, env: &[(&str, &Path)]) {
 
 #[test]
 fn recipe_restic_backs_up_and_restores() {
-    if have("restic") {
+    if crate::tools::need(&["restic"]) {
         recipe_round_trip("restic", &[]);
     }
 }
 
 #[test]
 fn recipe_borg_backs_up_and_restores() {
-    if have("borg") {
+    if crate::tools::need(&["borg"]) {
         recipe_round_trip("borg", &[]);
     }
 }
 
 #[test]
 fn recipe_rsync_backs_up_and_restores() {
-    if have("rsync") {
+    if crate::tools::need(&["rsync"]) {
         recipe_round_trip("rsync", &[]);
     }
 }

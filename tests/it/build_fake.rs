@@ -9,7 +9,7 @@ use rear::manifest::{ImagePath, Kind, Manifest, Source};
 
 use crate::elf_util::{DynElf, dyn_elf};
 use crate::kmod_util::sample_kernel;
-use crate::{files_in, mkimage, require_tool, run, static_init};
+use crate::{files_in, mkimage, require_tools, run, static_init};
 
 const KVER: &str = "1.0-test";
 
@@ -186,7 +186,7 @@ fn fake_root_build_follows_links_libraries_modules_and_firmware() {
     get("/usr/lib/firmware/rtl_nic/rtl8168d-1.fw");
 
     // The real cpio tool extracts it with the hard link intact.
-    require_tool("cpio", "cpio");
+    require_tools(&["cpio"]);
     let x = out.path().join("x");
     std::fs::create_dir(&x).unwrap();
     let initrd = image_dir.join(format!("initrd-{KVER}.img"));
@@ -304,7 +304,7 @@ fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() 
 /// restores.
 #[test]
 fn fake_root_build_puts_the_backup_into_the_iso() {
-    require_tool("xorriso", "xorriso");
+    require_tools(&["xorriso"]);
     let root = backup_root();
     let r = root.path();
     // The boot loaders an ISO needs (stand-ins: the ISO is checked, not booted, here).

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{files_in, mkimage, require_tool, restore_bin, run};
+use crate::{files_in, mkimage, require_tools, restore_bin, run};
 
 /// Builds into `out` with a private copy of rear-restore as /init (cargo may relink the
 /// original while tests run); returns stderr.
@@ -32,8 +32,7 @@ fn initrd_of(out: &Path) -> std::path::PathBuf {
 
 #[test]
 fn host_initrd_lists_init_loader_libc_shell_and_modules() {
-    require_tool("cpio", "cpio");
-    require_tool("zstd", "zstd");
+    require_tools(&["cpio", "zstd"]);
     let tmp = tempfile::tempdir().unwrap();
     let stderr = build(tmp.path(), &[]);
     assert!(
@@ -75,7 +74,7 @@ fn host_initrd_lists_init_loader_libc_shell_and_modules() {
 
 #[test]
 fn host_initrd_is_reproducible_and_checksummed() {
-    require_tool("sha256sum", "coreutils");
+    require_tools(&["sha256sum"]);
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     build(a.path(), &[]);

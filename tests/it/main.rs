@@ -5,6 +5,8 @@
 mod elf_util;
 #[path = "../../src/testutil/kmod.rs"]
 mod kmod_util;
+#[path = "../../src/testutil/tools.rs"]
+mod tools;
 
 mod backup;
 mod build_errors;
@@ -74,14 +76,13 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Fails with a clear message when a tool the test compares against is missing.
-pub fn require_tool(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
+/// Fails naming the Debian packages (from `.ci/tools`) when a tool the test compares
+/// against is missing.
+pub fn require_tools(names: &[&str]) {
+    let missing = tools::missing(names);
     assert!(
-        ok,
-        "{tool} is missing: install the Debian package {package} (make test does)"
+        missing.is_empty(),
+        "this test needs {}: `make deps-test` installs them",
+        missing.join(", ")
     );
 }

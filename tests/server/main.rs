@@ -23,6 +23,15 @@ use serde_json::{Value, json};
 
 #[path = "../../src/testutil/elf.rs"]
 mod elf_util;
+#[path = "../../src/testutil/tools.rs"]
+mod tools;
+
+/// Whether every tool of the server tests is here (`.ci/tools`, suite `server`: PostgreSQL,
+/// Chromium and its driver, python3), checked once; every test starts with it. Under `CI` a
+/// missing tool fails at once with its package; elsewhere the test is skipped with that reason.
+fn preflight() -> bool {
+    tools::preflight("server")
+}
 
 const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
 const ENROLL: &str = "enroll-0123456789abcdef";
@@ -46,10 +55,16 @@ macro_rules! on_both {
         mod $name {
             #[test]
             fn sqlite() {
+                if !$crate::preflight() {
+                    return;
+                }
                 super::$name($crate::Backend::Sqlite)
             }
             #[test]
             fn postgres() {
+                if !$crate::preflight() {
+                    return;
+                }
                 super::$name($crate::Backend::Postgres)
             }
         }

@@ -135,6 +135,9 @@ fn dead_port() -> u16 {
 
 #[test]
 fn mkimage_sends_its_report_over_http() {
+    if !crate::preflight() {
+        return;
+    }
     let s = Server::start(Backend::Sqlite);
     let token = s.token("fakehost");
     let f = Fake::new();
@@ -164,6 +167,9 @@ fn mkimage_sends_its_report_over_http() {
 
 #[test]
 fn mkimage_spools_while_the_server_is_down_and_forwards_later() {
+    if !crate::preflight() {
+        return;
+    }
     let f = Fake::new();
     let url = format!("http://127.0.0.1:{}", dead_port());
     let cfg = f.config(&format!("url = \"{url}\"\ntoken = \"not-yet\""));
@@ -200,6 +206,9 @@ fn mkimage_spools_while_the_server_is_down_and_forwards_later() {
 
 #[test]
 fn mkimage_enrolls_and_uploads_media() {
+    if !crate::preflight() {
+        return;
+    }
     let s = Server::start(Backend::Sqlite);
     let f = Fake::new();
     let cfg = f.config(&format!(
@@ -233,6 +242,9 @@ fn mkimage_enrolls_and_uploads_media() {
 
 #[test]
 fn mkimage_mails_through_sendmail_into_ingest_mail() {
+    if !crate::preflight() {
+        return;
+    }
     let s = Server::start(Backend::Sqlite);
     let token = s.token("fakehost");
     let f = Fake::new();

@@ -154,6 +154,9 @@ fn sha256(data: &[u8]) -> String {
 /// under PREFIX/<sha256>, the host page links it and the link streams the same bytes back.
 #[test]
 fn s3_media_upload_download() {
+    if !crate::preflight() {
+        return;
+    }
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket();
     let s = Server::with(Backend::Sqlite, &s3_config(&moto.endpoint));
@@ -221,6 +224,9 @@ fn s3_media_upload_download() {
 /// credentials, and the spool is left empty.
 #[test]
 fn s3_unreachable_endpoint_is_a_clear_502() {
+    if !crate::preflight() {
+        return;
+    }
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let s = Server::with(Backend::Sqlite, &s3_config(&endpoint));
     let t = s.token("web01");
@@ -243,6 +249,9 @@ fn s3_unreachable_endpoint_is_a_clear_502() {
 /// with S3's error code, and the spooled copy is removed all the same.
 #[test]
 fn s3_missing_bucket_is_a_502_with_the_s3_error() {
+    if !crate::preflight() {
+        return;
+    }
     let Some(moto) = Moto::start() else { return };
     let s = Server::with(Backend::Sqlite, &s3_config(&moto.endpoint));
     let t = s.token("web01");
