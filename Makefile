@@ -50,8 +50,22 @@ static:
 build: deps-build static
 
 # The rescue media of this machine: hybrid ISO plus kernel and initrd, into $(OUT)/.
+# Where the disks cannot be probed (the layout capture fails, for instance a VM whose raw disk
+# is EPERM even for root), it says so loudly and builds a rescue-only image (--layout none):
+# see README.md, "When the disks cannot be probed".
 iso: build
-	$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT)
+	@if $(BIN_DIR)/rear-mkimage layout save >/dev/null; then \
+		echo "$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT)"; \
+		$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT); \
+	else \
+		echo "********************************************************************************" >&2; \
+		echo "WARNING: the disk layout of this machine cannot be captured (the error above)." >&2; \
+		echo "WARNING: building a RESCUE-ONLY image (--layout none): it boots and brings the" >&2; \
+		echo "WARNING: tools, but it CANNOT RECREATE THE DISKS of this machine." >&2; \
+		echo "********************************************************************************" >&2; \
+		echo "$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT) --layout none"; \
+		$(BIN_DIR)/rear-mkimage --output iso,initrd --out $(OUT) --layout none; \
+	fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -59,7 +59,9 @@ pub enum Error {
     #[error(transparent)]
     Layout(#[from] crate::layout::model::Error),
     /// The layout of the running system could not be captured.
-    #[error("capturing the disk layout")]
+    #[error(
+        "capturing the disk layout (an image without one, which cannot recreate the disks, is built with --layout none)"
+    )]
     Capture(#[from] crate::layout::capture::Error),
     /// The layout needs a tool the build host lacks.
     #[error(transparent)]

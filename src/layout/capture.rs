@@ -51,6 +51,17 @@ pub enum Error {
         /// The device it should describe.
         device: String,
     },
+    /// A mounted file system or an active swap partition whose device the probes found
+    /// nothing on: recovery could not recreate it, so the layout is refused.
+    #[error(
+        "{what} is on {device}, and the probes found no file system there (blkid lists no signature for it): the layout cannot recreate it"
+    )]
+    NoOrigin {
+        /// `the file system mounted on /`, `swap`.
+        what: String,
+        /// The device.
+        device: String,
+    },
     /// A captured file could not be read from a fixture directory.
     #[error("{}: {error}", .path.display())]
     File {
@@ -580,6 +591,14 @@ pub fn from_outputs(out: &Outputs) -> Result<Layout, Error> {
                 what: s.filename,
                 reason: "swap file (restored with the files)".into(),
             });
+            continue;
+        }
+        let dev = canonical(&s.filename);
+        if !skip.contains(&dev) && !layout.swap.iter().any(|w| w.device == dev) {
+            return Err(Error::NoOrigin {
+                what: "swap".into(),
+                device: dev,
+            });
         }
     }
 
@@ -648,6 +667,17 @@ pub fn from_outputs(out: &Outputs) -> Result<Layout, Error> {
                 reason: format!("bind mount of {} on {dev}", m.fsroot),
             });
             continue;
+        }
+        let known = layout.filesystems.iter().any(|f| {
+            f.device == dev
+                || (f.fstype == FsType::Btrfs
+                    && tags.get(&dev).and_then(|t| t.get("UUID")) == Some(&f.uuid))
+        });
+        if !known {
+            return Err(Error::NoOrigin {
+                what: format!("the file system mounted on {target}"),
+                device: dev,
+            });
         }
         layout.mounts.push(Mount {
             device: dev,
@@ -775,17 +805,66 @@ fn tool(program: &str, args: &[&str], package: &str) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Like [`tool`], but a failure (not a missing program) gives `None`: sfdisk on a disk
-/// without a partition table, blkid finding nothing (exit 2).
+/// Like [`tool`], but `None` where the tool says explicitly that there is nothing to report
+/// ([`says_nothing_there`]). Any other failure, a denied open above all, is an error naming
+/// the command and its stderr: a probe that failed never reads as "nothing there".
 fn tool_optional(program: &str, args: &[&str], package: &str) -> Result<Option<String>, Error> {
     match tool(program, args, package) {
         Ok(s) => Ok(Some(s)),
-        Err(Error::Exec(exec::Error::Failed { argv, stderr, .. })) => {
-            log::debug!("{argv}: {stderr}");
+        Err(Error::Exec(exec::Error::Failed {
+            argv,
+            status,
+            stderr,
+        })) if says_nothing_there(program, status.code(), &stderr) => {
+            log::debug!("{argv}: {status}: nothing there: {stderr}");
             Ok(None)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether a failed run of `program` (exit `code`, `stderr`) is the tool's explicit "there is
+/// nothing here" rather than a failure to look:
+/// - blkid exits 2 when it finds no signature, and says nothing; when it cannot open the
+///   device (EPERM, EACCES, EIO) it also exits 2, but prints `error: DEV: <reason>`;
+/// - sfdisk says "does not contain a recognized partition table";
+/// - lsattr on a file system without attribute support says "Operation not supported" or
+///   "Inappropriate ioctl for device".
+fn says_nothing_there(program: &str, code: Option<i32>, stderr: &str) -> bool {
+    match program {
+        "blkid" => code == Some(2) && stderr.trim().is_empty(),
+        "sfdisk" => stderr.contains("does not contain a recognized partition table"),
+        "lsattr" => {
+            stderr.contains("Operation not supported")
+                || stderr.contains("Inappropriate ioctl for device")
+        }
+        _ => false,
+    }
+}
+
+/// blkid's scan of all devices leaves out, silently and with exit 0, a device it cannot open
+/// (seen on virtual machines where even root gets EPERM on the raw disk): each block device
+/// that lsblk lists and the scan does not is probed on its own with `blkid -p`, whose tags
+/// are added to `scan`; a device it cannot read is an error naming it.
+fn probe_unlisted(scan: &mut String, devs: &[lsblk::BlockDev]) -> Result<(), Error> {
+    let listed = blkid::parse(scan)?;
+    for d in devs.iter().filter(|d| {
+        !listed.contains_key(&d.path)
+            && !listed.contains_key(&format!("/dev/{}", d.kname))
+            && exclude_reason(d, None).is_none()
+    }) {
+        let Some(text) = tool_optional("blkid", &["-p", "-o", "export", &d.path], "util-linux")?
+        else {
+            continue;
+        };
+        // `blkid -p -o export DEV` starts with DEVNAME, as each entry of the scan does.
+        if !scan.is_empty() && !scan.ends_with('\n') {
+            scan.push('\n');
+        }
+        scan.push_str(text.trim_end());
+        scan.push_str("\n\n");
+    }
+    Ok(())
 }
 
 /// Reads a sysfs attribute, trimmed; absent is empty.
@@ -832,6 +911,7 @@ pub fn collect(sys: &Sysroot) -> Result<Outputs, Error> {
         ..Outputs::default()
     };
     let devs = lsblk::parse(&o.lsblk)?;
+    probe_unlisted(&mut o.blkid, &devs)?;
     for d in devs
         .iter()
         .filter(|d| d.kind == "disk" && d.parents.is_empty())
@@ -1113,6 +1193,55 @@ mod tests {
         o.dumpe2fs.clear();
         let e = from_outputs(&o).unwrap_err().to_string();
         assert_eq!(e, "no dumpe2fs -h output for /dev/sda1");
+    }
+
+    /// As on the current test machines: blkid's scan leaves out the root disk it cannot open.
+    #[test]
+    fn from_outputs_mount_without_file_system_is_refused() {
+        let mut o = live_outputs();
+        o.blkid = "DEVNAME=/dev/sdb1\nUUID=AB-CD\nTYPE=vfat\n".into();
+        o.dumpe2fs.clear();
+        let e = from_outputs(&o).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the file system mounted on / is on /dev/sda1, and the probes found no file system there (blkid lists no signature for it): the layout cannot recreate it"
+        );
+    }
+
+    #[test]
+    fn from_outputs_swap_partition_without_signature_is_refused() {
+        let mut o = live_outputs();
+        o.proc_swaps =
+            "Filename Type Size Used Priority\n/dev/sda2 partition 1048572 0 -2\n".into();
+        let e = from_outputs(&o).unwrap_err().to_string();
+        assert!(
+            e.starts_with("swap is on /dev/sda2, and the probes found"),
+            "{e}"
+        );
+    }
+
+    /// stderr and exit codes as blkid and sfdisk gave them on a VM whose raw disk is EPERM
+    /// even for root, and on an empty file.
+    #[test]
+    fn says_nothing_there_only_when_the_tool_says_so() {
+        assert!(says_nothing_there("blkid", Some(2), ""));
+        assert!(!says_nothing_there(
+            "blkid",
+            Some(2),
+            "blkid: error: /dev/vda: Operation not permitted"
+        ));
+        assert!(!says_nothing_there("blkid", Some(4), ""));
+        assert!(says_nothing_there(
+            "sfdisk",
+            Some(1),
+            "sfdisk: /tmp/x: does not contain a recognized partition table"
+        ));
+        assert!(!says_nothing_there(
+            "sfdisk",
+            Some(1),
+            "sfdisk: cannot open /dev/vda: Operation not permitted"
+        ));
+        assert!(!says_nothing_there("lvm", Some(5), ""));
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::process::Command;
 use crate::{files_in, mkimage, require_tools, restore_bin, run};
 
 /// Builds into `out` with a private copy of rear-restore as /init (cargo may relink the
-/// original while tests run); returns stderr.
+/// original while tests run) and no layout (these tests are about the initrd; the disks of the
+/// current test machines cannot be probed, see `layout.rs`); returns stderr.
 fn build(out: &Path, extra: &[&str]) -> String {
     std::fs::create_dir_all(out).unwrap();
     let init = out.join("rear-restore.copy");
     std::fs::copy(restore_bin(), &init).unwrap();
     let o = run(mkimage()
-        .args(["--output", "initrd", "--json", "--out"])
+        .args(["--output", "initrd", "--json", "--layout", "none", "--out"])
         .arg(out)
         .arg("--init")
         .arg(&init)
