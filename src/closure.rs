@@ -15,17 +15,7 @@ use rayon::prelude::*;
 
 use crate::manifest::{Entry, Image, ImagePath, Kind, Manifest, PathError, Source, sha256_hex};
 use crate::resolve::elf::{self, LibraryPaths};
-use crate::sysroot::Sysroot;
-
-/// The directories programs are looked up in, as a root shell's `PATH` would have them.
-pub const PATH: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+use crate::sysroot::{PATH, Sysroot};
 
 /// Errors of the closure stage.
 #[derive(Debug, thiserror::Error)]

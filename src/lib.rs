@@ -13,20 +13,26 @@ pub mod config;
 pub mod exec;
 pub mod inventory;
 pub mod kmod;
+pub mod labels;
 pub mod layout;
 pub mod logger;
 pub mod mail;
 pub mod manifest;
 pub mod media;
+pub mod mounts;
+pub mod netconf;
 pub mod recipe;
 pub mod report;
+pub mod rescue;
 pub mod resolve;
 pub mod restore;
 pub mod send;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod skeleton;
 pub mod sysroot;
 pub mod timefmt;
+pub mod units;
 
 #[cfg(test)]
 pub mod testutil;

@@ -10,6 +10,16 @@ use std::fs::Metadata;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+/// The directories programs are looked up in, as a root shell's `PATH` would have them.
+pub const PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
 /// Errors from reading the host.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,6 +90,27 @@ pub struct Sysroot {
 const MAX_LINKS: usize = 40;
 
 impl Sysroot {
+    /// The host name of the protected system: `/etc/hostname`, else the running kernel's, else
+    /// `localhost`. Only the first label (no domain).
+    pub fn hostname(&self) -> String {
+        let from = |p: &str| {
+            self.read_to_string(Path::new(p))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        };
+        from("/etc/hostname")
+            .or_else(|| {
+                if self.is_host() {
+                    from("/proc/sys/kernel/hostname")
+                } else {
+                    None
+                }
+            })
+            .map(|h| h.split('.').next().unwrap_or(&h).to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    }
+
     /// A sysroot at `root`, which must be a directory.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rear::layout::Layout;
-use rear::layout::plan::partition_path;
+use rear::layout::model::partition_path;
 
 use crate::boot::build_initrd;
 use crate::qemu::{Vm, kernel_args};

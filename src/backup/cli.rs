@@ -58,7 +58,7 @@ impl BackupArgs {
             url,
             method: self.backup_method.clone(),
             excludes: self.excludes.clone(),
-            hostname: crate::inventory::hostname(&sys),
+            hostname: sys.hostname(),
         })?;
         Ok(Prepared {
             config,
@@ -146,7 +146,7 @@ pub struct RestoreCommand {
     #[arg(long, value_name = "URL")]
     pub backup_url: Option<BackupUrl>,
     /// Where to restore to.
-    #[arg(long, value_name = "DIR", default_value = crate::layout::plan::MOUNT_ROOT)]
+    #[arg(long, value_name = "DIR", default_value = crate::layout::model::MOUNT_ROOT)]
     pub target: PathBuf,
     /// The backup configuration.
     #[arg(long, value_name = "FILE", default_value = CONFIG_IN_IMAGE)]
@@ -181,9 +181,9 @@ impl BackupReport {
             (Some(a), Some(sha)) => format!(
                 "backup {}: {} ({} members, {} of file data), SHA-256 {sha}",
                 a.display(),
-                crate::build::human(self.size),
+                crate::units::human(self.size),
                 self.members,
-                crate::build::human(self.bytes),
+                crate::units::human(self.bytes),
             ),
             _ => format!("backup written to {}", self.dir.display()),
         }
@@ -198,7 +198,7 @@ impl RestoreReport {
                 "restored {} into {} ({} streamed), SHA-256 {sha} verified",
                 a.display(),
                 target.display(),
-                crate::build::human(self.bytes)
+                crate::units::human(self.bytes)
             ),
             _ => format!("restored into {}", target.display()),
         }

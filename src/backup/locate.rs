@@ -42,10 +42,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             let l: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
             Some(MountInfo {
-                root: PathBuf::from(crate::report::unescape_octal(l.get(3)?)),
-                mount_point: PathBuf::from(crate::report::unescape_octal(l.get(4)?)),
+                root: PathBuf::from(crate::mounts::unescape_octal(l.get(3)?)),
+                mount_point: PathBuf::from(crate::mounts::unescape_octal(l.get(4)?)),
                 fstype: r.first()?.to_string(),
-                source: crate::report::unescape_octal(r.get(1)?),
+                source: crate::mounts::unescape_octal(r.get(1)?),
             })
         })
         .collect()
@@ -249,7 +249,7 @@ pub fn mount_location(loc: &Location, mount_point: &Path) -> Result<Mounted, Err
     if !loc.fstype.is_empty() {
         // The kernel would ask modprobe for the module, but modprobe is optional in the
         // image: load it ourselves first (by name, like ext4, or by alias, like fs-iso9660).
-        crate::restore::layout::load_module_names(&[&loc.fstype, &format!("fs-{}", loc.fstype)]);
+        crate::kmod::load::load_names(&[&loc.fstype, &format!("fs-{}", loc.fstype)]);
         cmd.args(["-t", &loc.fstype]);
     }
     cmd.arg(&source).arg(mount_point);

@@ -326,9 +326,9 @@ pub struct Settings {
 }
 
 /// Label of the ISO volume that would carry a backup.
-const ISO_LABEL: &str = crate::media::iso::VOLUME_LABEL;
+const ISO_LABEL: &str = crate::labels::ISO_VOLUME;
 /// Label of the USB image's data partition.
-const USB_LABEL: &str = crate::media::usb::DATA_LABEL;
+const USB_LABEL: &str = crate::labels::USB_DATA;
 /// The directory of the ISO that holds a `--backup-url iso` backup.
 pub const ISO_DIR: &str = "rear";
 

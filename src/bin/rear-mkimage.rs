@@ -183,7 +183,7 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
-    rescue: rear::restore::rescue::RescueArgs,
+    rescue: rear::skeleton::RescueArgs,
     #[command(flatten)]
     backup: rear::backup::cli::BuildBackupArgs,
 }
@@ -301,7 +301,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         println!(
             "{}  {}  {}",
             a.sha256,
-            build::human(a.size),
+            rear::units::human(a.size),
             a.path.display()
         );
     }
@@ -359,14 +359,14 @@ fn send_report(
     };
     let (report, media) = match result {
         Ok(r) => (
-            rear::report::Report::from_build(&sys, r, &server.tags),
+            rear::build::report::of_build(&sys, r, &server.tags),
             r.artefacts
                 .iter()
                 .map(|a| (a.path.clone(), a.sha256.clone()))
                 .collect::<Vec<_>>(),
         ),
         Err(e) => (
-            rear::report::Report::from_failure(&sys, &format!("{e:#}"), &server.tags),
+            rear::build::report::of_failure(&sys, &format!("{e:#}"), &server.tags),
             Vec::new(),
         ),
     };

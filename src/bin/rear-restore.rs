@@ -97,7 +97,7 @@ enum LayoutCmd {
     /// Capture the layout of the disks of this machine as JSON (after `apply`: what was made).
     Save {
         /// Take mount points relative to this directory (the recreated tree).
-        #[arg(long, value_name = "DIR", default_value = rear::layout::plan::MOUNT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value = rear::layout::model::MOUNT_ROOT)]
         below: String,
     },
 }
@@ -183,10 +183,10 @@ fn finalize_cmd(path: &std::path::Path) -> anyhow::Result<()> {
     rear::restore::finalize::finalize(
         &saved,
         &plan,
-        std::path::Path::new(rear::layout::plan::MOUNT_ROOT),
+        std::path::Path::new(rear::layout::model::MOUNT_ROOT),
         std::path::Path::new(layout::LOG),
     )?;
-    println!("finalized {}", rear::layout::plan::MOUNT_ROOT);
+    println!("finalized {}", rear::layout::model::MOUNT_ROOT);
     Ok(())
 }
 
@@ -287,7 +287,7 @@ fn layout_cmd(command: LayoutCmd) -> anyhow::Result<()> {
             layout::apply_plan(&p, luks_key, std::io::stdin().is_terminal())?;
             println!(
                 "layout recreated and mounted at {}",
-                rear::layout::plan::MOUNT_ROOT
+                rear::layout::model::MOUNT_ROOT
             );
             Ok(())
         }

@@ -3,6 +3,7 @@
 //! Today: the kernel to boot (image and release) and the host name. The disk layout and the
 //! network configuration join it in later stages.
 
+pub mod facts;
 pub mod network;
 
 use std::path::{Path, PathBuf};
@@ -193,27 +194,6 @@ pub fn bzimage_release(bytes: &[u8]) -> Option<String> {
     let end = text.iter().position(|&b| b == 0)?;
     let version = std::str::from_utf8(&text[..end]).ok()?;
     version.split_whitespace().next().map(str::to_string)
-}
-
-/// The host name of the protected system: `/etc/hostname`, else the running kernel's, else
-/// `localhost`. Only the first label (no domain).
-pub fn hostname(sys: &Sysroot) -> String {
-    let from = |p: &str| {
-        sys.read_to_string(Path::new(p))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_string))
-    };
-    from("/etc/hostname")
-        .or_else(|| {
-            if sys.is_host() {
-                from("/proc/sys/kernel/hostname")
-            } else {
-                None
-            }
-        })
-        .map(|h| h.split('.').next().unwrap_or(&h).to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use crate::restore::net::config::{Cidr, Dns, Interface, LinkKind, Mac, NetworkConfig, Route};
+use crate::netconf::{Cidr, Dns, Interface, LinkKind, Mac, NetworkConfig, Route};
 use crate::sysroot::Sysroot;
 
 /// Errors capturing the network.
@@ -398,11 +398,7 @@ mod tests {
         assert!(!i.dhcp);
         let addrs: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
         assert_eq!(addrs, vec!["192.0.2.2/24", "fd00::2/64"]);
-        let routes: Vec<String> = c
-            .routes
-            .iter()
-            .map(crate::restore::net::plan::route_text)
-            .collect();
+        let routes: Vec<String> = c.routes.iter().map(crate::netconf::route_text).collect();
         assert_eq!(
             routes,
             vec![
@@ -447,11 +443,7 @@ mod tests {
         assert!(dhcp.dhcp);
         assert_eq!(dhcp.addresses.len(), 1, "SLAAC address not saved");
         assert_eq!(dhcp.mtu, None);
-        let routes: Vec<String> = c
-            .routes
-            .iter()
-            .map(crate::restore::net::plan::route_text)
-            .collect();
+        let routes: Vec<String> = c.routes.iter().map(crate::netconf::route_text).collect();
         assert_eq!(
             routes,
             vec![

@@ -1,7 +1,7 @@
 //! Kernel module metadata: depmod's files (modules.dep, .alias, .softdep, .builtin) parsed and
 //! written, shared by the build (which modules go in) and the rescue system (which to load).
 //!
-//! Stage: used by `resolve::kmod` at build time and by `restore::modload` at boot. Input: the
+//! Stage: used by `resolve::kmod` at build time and by [`load`] at boot. Input: the
 //! texts of `/lib/modules/<kver>/modules.*` ([`IndexFiles`]). Output: a [`ModuleIndex`] that
 //! answers "which module for this modalias", "in which order to load these", and that writes
 //! depmod's files (text and kmod's binary tries) for a subset of its modules.
@@ -13,6 +13,7 @@ pub mod binindex;
 mod depmod;
 pub mod fnmatch;
 mod index;
+pub mod load;
 mod order;
 pub mod sysfs;
 

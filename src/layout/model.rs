@@ -10,6 +10,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where `layout apply` mounts the recreated tree.
+pub const MOUNT_ROOT: &str = "/mnt/local";
+
+/// The path of partition `number` on `disk`: `p` before the number when the disk name ends
+/// in a digit (`nvme0n1p2`, `mmcblk0p1`, `md0p1`), as the kernel names them.
+pub fn partition_path(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
 /// The version this program writes and reads. A layout with another version is refused
 /// with an error naming both versions.
 pub const LAYOUT_VERSION: u32 = 1;

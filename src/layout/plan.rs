@@ -17,10 +17,9 @@ use super::model::{
     Disk, Filesystem, FsType, Layout, Luks, MdArray, PartFlag, Partition, PartitionTable, Swap,
     TableKind,
 };
-use super::show::{human, lv_path as lv_mapper_path};
-
-/// Where `layout apply` mounts the recreated tree.
-pub const MOUNT_ROOT: &str = "/mnt/local";
+use super::model::{MOUNT_ROOT, partition_path};
+use super::show::lv_path as lv_mapper_path;
+use crate::units::human;
 
 /// Errors of planning.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -296,16 +295,6 @@ pub struct Plan {
     pub renames: BTreeMap<String, String>,
     /// Steps in the order they run.
     pub steps: Vec<Step>,
-}
-
-/// The path of partition `number` on `disk`: `p` before the number when the disk name ends
-/// in a digit (`nvme0n1p2`, `mmcblk0p1`, `md0p1`), as the kernel names them.
-pub fn partition_path(disk: &str, number: u32) -> String {
-    if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        format!("{disk}p{number}")
-    } else {
-        format!("{disk}{number}")
-    }
 }
 
 /// Makes the plan. `resize` says what to do with extra space.

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use super::model::partition_path;
 use super::model::{Excluded, Layout};
-use super::plan::partition_path;
 use super::show::lv_path;
 
 /// The devices the kept mounts and swap areas stand on, transitively (disks included).

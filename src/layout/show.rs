@@ -7,28 +7,11 @@
 //! with several parents (an md array on two partitions, a VG on two PVs) is drawn under the
 //! first and referred to under the others.
 
+use crate::units::human;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::model::{Layout, LvKind, describe_type};
-
-/// Bytes in binary units: `1.0 GiB`, `100 MiB`, `512 B`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else if v < 10.0 {
-        format!("{v:.1} {}", UNITS[u])
-    } else {
-        format!("{v:.0} {}", UNITS[u])
-    }
-}
 
 /// The device-mapper path of an LV (`-` in names doubled, as device-mapper does).
 pub fn lv_path(vg: &str, lv: &str) -> String {

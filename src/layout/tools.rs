@@ -179,7 +179,7 @@ pub fn modules(layout: &Layout) -> Vec<&'static str> {
 /// Checks that the build host has every required program and returns the recipe that puts
 /// them and the modules into the image; `origin` names the layout in messages.
 pub fn recipe(sys: &Sysroot, layout: &Layout, origin: &str) -> Result<Recipe, Error> {
-    let path: Vec<std::path::PathBuf> = crate::closure::PATH
+    let path: Vec<std::path::PathBuf> = crate::sysroot::PATH
         .iter()
         .map(std::path::PathBuf::from)
         .collect();

@@ -52,11 +52,7 @@ use super::{MediaInput, TemplateError, esp, grub, render_menu, syslinux_timeout}
 use crate::exec;
 use crate::sysroot::Sysroot;
 
-/// The ISO 9660 volume label (also what GRUB searches for when the marker file is not found).
-pub const VOLUME_LABEL: &str = "REAR-ISO";
-
-/// The FAT label of the ESP image.
-pub const ESP_LABEL: &str = "REAR-EFI";
+use crate::labels::{ISO_ESP as ESP_LABEL, ISO_VOLUME as VOLUME_LABEL};
 
 /// The ISOLINUX menu template.
 pub const ISOLINUX_TEMPLATE: &str = include_str!("../../bootloaders/isolinux.cfg");

@@ -43,10 +43,7 @@ mod device;
 
 pub use device::{DeviceInfo, write_to_device};
 
-/// Label of the ESP (FAT volume label and GPT partition name).
-pub const ESP_LABEL: &str = "REAR-BOOT";
-/// Label of the data partition (ext4 label and GPT partition name).
-pub const DATA_LABEL: &str = "REAR-DATA";
+use crate::labels::{USB_DATA as DATA_LABEL, USB_ESP as ESP_LABEL};
 /// The smallest data partition: ext4 with a journal needs a few MiB to be useful.
 pub const MIN_DATA_SIZE: u64 = 16 * MIB;
 /// Default size of the data partition (what `--usb-size` defaults to).

@@ -23,6 +23,7 @@
 //! and the option keeps its default. `rear.net` and `rear.ssh` are `None` when not given, so
 //! the image's own defaults (`/etc/rear/rescue.json`) apply.
 
+use crate::rescue::Net;
 use crate::restore::net::ip::IpConfig;
 
 /// A problem with one option of the command line; the option keeps its default.
@@ -41,40 +42,6 @@ pub enum Error {
     /// A bad `ip=` value; the network falls back to DHCP.
     #[error("kernel option {0}; trying DHCP instead")]
     BadIp(#[from] crate::restore::net::ip::Error),
-}
-
-/// How the rescue system configures its network (`rear.net=`, `rear-mkimage --net`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Net {
-    /// Run a DHCP client on every interface with a link.
-    Dhcp,
-    /// Apply the network configuration saved from the protected host.
-    #[default]
-    Static,
-    /// Leave the network down.
-    None,
-}
-
-impl Net {
-    /// The name used on the command line: `dhcp`, `static`, `none`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Net::Dhcp => "dhcp",
-            Net::Static => "static",
-            Net::None => "none",
-        }
-    }
 }
 
 /// Parity of a serial console (`n`, `o`, `e` in `console=ttyS0,115200n8`).

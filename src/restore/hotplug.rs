@@ -3,7 +3,7 @@
 //! Stage: restore (boot, then the whole life of the rescue system). Input: kernel uevents
 //! from a `NETLINK_KOBJECT_UEVENT` socket bound to multicast group 1 (the kernel's own
 //! messages; udev re-broadcasts on group 2, which nobody does here), the image's
-//! `/lib/modules/<kver>` and `/sys`. Output: the modules loaded through [`super::modload`],
+//! `/lib/modules/<kver>` and `/sys`. Output: the modules loaded through [`crate::kmod::load`],
 //! one console line per module that failed and one per device that got a driver.
 //!
 //! A kernel uevent is one datagram: a header `ACTION@DEVPATH`, then `KEY=VALUE` fields, each
@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use nix::libc;
 
-use super::modload::{self, KernelLoader, Loader, Report};
 use crate::kmod::ModuleIndex;
+use crate::kmod::load::{self as modload, KernelLoader, Loader, Report};
 
 /// The multicast group of the kernel's uevents (`KOBJECT_UEVENT` broadcasts to group 1).
 pub const UEVENT_GROUP: u32 = 1;
@@ -405,7 +405,7 @@ fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::modload::Outcome;
+    use crate::kmod::load::Outcome;
     use crate::testutil::kmod::{FakeKernel, FakeModule};
     use std::sync::Mutex;
 

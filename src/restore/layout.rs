@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::exec;
+use crate::layout::model::MOUNT_ROOT;
 use crate::layout::model::{Disk, FsType, LvKind, TableKind};
-use crate::layout::plan::{Action, MOUNT_ROOT, Plan, Step, TargetDisk};
+use crate::layout::plan::{Action, Plan, Step, TargetDisk};
 
 /// Where the commands and their output are logged.
 pub const LOG: &str = "/var/log/rear/recover.log";
@@ -808,22 +809,7 @@ pub fn plan_layout(
 /// systems, and only when the image has modprobe. A module that fails to load is logged;
 /// the step that needs it then fails with the tool's message.
 pub fn load_modules(layout: &crate::layout::Layout) {
-    load_module_names(&crate::layout::tools::modules(layout));
-}
-
-/// Loads kernel modules by name or alias (with their dependencies) from the running kernel's
-/// module directory; failures are logged.
-pub fn load_module_names(names: &[&str]) {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = Path::new("/lib/modules").join(release);
-    let report = crate::restore::modload::load(&dir, names);
-    // Optional drivers fail on hardware without them (crc32c_intel without SSE4.2); a step
-    // that really needs one fails with the tool's own message.
-    for (m, why) in &report.failed {
-        log::debug!("module {m}: {why}");
-    }
+    crate::kmod::load::load_names(&crate::layout::tools::modules(layout));
 }
 
 /// Takes the LUKS key (the file given, or asked on the terminal

@@ -4,8 +4,6 @@ pub mod finalize;
 pub mod hotplug;
 pub mod init;
 pub mod layout;
-pub mod modload;
 pub mod net;
 pub mod recover;
-pub mod rescue;
 pub mod ssh;

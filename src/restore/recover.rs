@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::backup::{self, config::Config, url::BackupUrl};
-use crate::layout::plan::{MOUNT_ROOT, Plan, Resize};
+use crate::layout::model::MOUNT_ROOT;
+use crate::layout::plan::{Plan, Resize};
 use crate::restore::{finalize, layout};
 
 /// Errors of a recovery; each names the stage.

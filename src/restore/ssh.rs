@@ -1,8 +1,8 @@
-//! SSH access to the rescue system: the generated `sshd_config` (build side) and what PID 1
-//! does before it starts `sshd` (boot side).
+//! SSH access to the rescue system: what PID 1 does before it starts `sshd` (boot side); the
+//! configuration the build writes is [`crate::rescue::sshd_config`].
 //!
 //! The host's `/etc/ssh/sshd_config` and its private host keys are never copied: the image
-//! gets a minimal configuration ([`sshd_config`]: key login for root only, no PAM, no
+//! gets a minimal configuration ([`crate::rescue::sshd_config`]: key login for root only, no PAM, no
 //! passwords), and at boot PID 1 makes fresh host keys ([`setup_commands`]: Ed25519 and
 //! ECDSA, which take milliseconds; RSA would take seconds under emulation), then runs
 //! `sshd -D -e` and restarts it when it dies ([`super::init`]).
@@ -18,27 +18,14 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The configuration file written into the image.
-pub const CONFIG: &str = "/etc/ssh/sshd_config";
+use crate::rescue::{AUTHORIZED_KEYS, HOST_KEYS, SSHD_CONFIG as CONFIG};
+
 /// Where sshd writes its pid.
 pub const PID_FILE: &str = "/run/sshd.pid";
 /// Where sshd's own log (`-e`: stderr) goes.
 pub const LOG: &str = "/var/log/sshd.log";
-/// root's keys in the image.
-pub const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 /// Where `sshd` may be, in order.
 pub const SSHD_PATHS: [&str; 3] = ["/usr/sbin/sshd", "/sbin/sshd", "/usr/bin/sshd"];
-/// Where `sftp-server` may be, in order (Debian, Fedora/SUSE, Arch).
-pub const SFTP_PATHS: [&str; 3] = [
-    "/usr/lib/openssh/sftp-server",
-    "/usr/libexec/openssh/sftp-server",
-    "/usr/lib/ssh/sftp-server",
-];
-/// The host key types made at boot, with their files.
-pub const HOST_KEYS: [(&str, &str); 2] = [
-    ("ed25519", "/etc/ssh/ssh_host_ed25519_key"),
-    ("ecdsa", "/etc/ssh/ssh_host_ecdsa_key"),
-];
 
 /// Errors preparing the rescue system for sshd.
 #[derive(Debug, thiserror::Error)]
@@ -51,35 +38,6 @@ pub enum Error {
         /// The cause.
         error: io::Error,
     },
-}
-
-/// The rescue system's `sshd_config`: root logs in with a key only; `sftp` when the image
-/// has `sftp-server` (at that path).
-pub fn sshd_config(sftp_server: Option<&str>) -> String {
-    let mut s = String::from(
-        "# sshd_config of the rescue system, written by rear-mkimage (the host's is not copied).\n\
-         # Host keys are made fresh at every boot; only key login for root.\n",
-    );
-    for (_, file) in HOST_KEYS {
-        s.push_str(&format!("HostKey {file}\n"));
-    }
-    s.push_str(
-        "PermitRootLogin prohibit-password\n\
-         PubkeyAuthentication yes\n\
-         AuthorizedKeysFile .ssh/authorized_keys\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         UsePAM no\n\
-         UseDNS no\n\
-         PrintMotd no\n\
-         PrintLastLog no\n\
-         PidFile /run/sshd.pid\n\
-         ClientAliveInterval 60\n",
-    );
-    if let Some(p) = sftp_server {
-        s.push_str(&format!("Subsystem sftp {p}\n"));
-    }
-    s
 }
 
 /// The commands PID 1 runs before the first start of sshd, in order: fresh host keys.
@@ -198,6 +156,7 @@ pub fn prepare(root: &Path) -> Result<Vec<String>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rescue::{SFTP_PATHS, sshd_config};
 
     #[test]
     fn sshd_config_key_only_root() {

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::build::human;
 use crate::report::{Artefact, Build, Disk, Filesystem, Interface, Os, Outcome, Report};
+use crate::units::human;
 
 /// The part of a report a change is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -10,8 +10,8 @@ use super::auth::Viewer;
 use super::db::{HostRow, ReportRow};
 use super::status::{Counts, Status};
 use super::{diff, layout_tree};
-use crate::build::human;
 use crate::report::{Artefact, Filesystem, LayoutSummary, Report};
+use crate::units::human;
 
 /// One host line of a table.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ mod build_errors;
 mod build_fake;
 mod build_host;
 mod layout;
+mod module_graph;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

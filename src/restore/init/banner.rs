@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use crate::restore::net::config::Cidr;
-use crate::restore::rescue::{RESCUE_JSON, RescueConfig};
+use crate::netconf::Cidr;
+use crate::rescue::{RESCUE_JSON, RescueConfig};
 use crate::restore::ssh;
 use crate::timefmt::utc_date;
 

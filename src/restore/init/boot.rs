@@ -213,9 +213,9 @@ fn set_kernel_modprobe() {
     }
 }
 
-/// The single call site of the module autoloader ([`super::modload::coldplug`]).
+/// The single call site of the module autoloader ([`crate::kmod::load::coldplug`]).
 fn coldplug(modules_dir: &Path, sys_dir: &Path) -> (Vec<String>, Vec<(String, String)>) {
-    let report = crate::restore::modload::coldplug(modules_dir, sys_dir);
+    let report = crate::kmod::load::coldplug(modules_dir, sys_dir);
     (report.loaded, report.failed)
 }
 

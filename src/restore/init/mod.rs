@@ -1,7 +1,7 @@
 //! PID 1 of the rescue system: `rear-restore` installed as `/init` in the initramfs.
 //!
 //! Stage: restore (boot). Input: the initramfs, `/proc/cmdline` ([`super::cmdline`]), `/sys`,
-//! `/etc/rear/rescue.json` ([`super::rescue::RescueConfig`]: the image's defaults).
+//! `/etc/rear/rescue.json` ([`crate::rescue::RescueConfig`]: the image's defaults).
 //! Output: a running rescue system with a root shell (job control on) on every console, the
 //! network configured in the background ([`super::net`]), sshd ([`super::ssh`]), and a clean
 //! power-off or reboot on request.
@@ -42,10 +42,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::Pid;
 
-use super::cmdline::{Cmdline, Net};
+use super::cmdline::Cmdline;
 use super::net::apply::{self as net_apply, Settings};
 use super::net::ip::IpConfig;
-use super::rescue::{RESCUE_JSON, RescueConfig};
+use crate::rescue::Net;
+use crate::rescue::{RESCUE_JSON, RescueConfig};
 use boot::{ensure_console_stdio, load_modules, mount_all, read_cmdline, set_hostname};
 use console::{ShellTty, announce, plan_consoles};
 use shutdown::{reap_forever, setup_signals, shutdown, signal_set};
@@ -390,7 +391,7 @@ fn start_network(
     let net_settings = Settings {
         mode: settings.net,
         ip,
-        config: PathBuf::from(super::net::config::PATH),
+        config: PathBuf::from(crate::netconf::PATH),
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         sys_class_net: PathBuf::from(super::net::SYS_CLASS_NET),
         modules_dir: Path::new("/lib/modules").join(release),

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{Cidr, Dns, Mac, NetworkConfig, resolv_conf};
 use super::dhcp::{self, Lease};
 use super::ip::{IpConfig, StaticIp};
 use super::netlink::{self, LinkChange, Proto, RouteSpec, Socket};
-use super::plan::{self, Present, Step, route_text};
-use crate::restore::cmdline::Net;
+use super::plan::{self, Present, Step};
+use crate::netconf::route_text;
+use crate::netconf::{Cidr, Dns, Mac, NetworkConfig, resolv_conf};
+use crate::rescue::Net;
 
 /// How long to wait for the interfaces to appear and for a link.
 pub const LINK_WAIT: Duration = Duration::from_secs(5);
@@ -40,7 +41,7 @@ pub struct Settings {
     pub mode: Net,
     /// `ip=`, when given and valid.
     pub ip: Option<IpConfig>,
-    /// The saved configuration, [`super::config::PATH`].
+    /// The saved configuration, [`crate::netconf::PATH`].
     pub config: PathBuf,
     /// `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
@@ -231,7 +232,7 @@ fn add_route(
 }
 
 fn spec_text(r: &RouteSpec, dev: Option<&str>) -> String {
-    route_text(&super::config::Route {
+    route_text(&crate::netconf::Route {
         dst: r.dst,
         gateway: r.gateway,
         dev: dev.map(str::to_owned),
@@ -299,7 +300,7 @@ fn static_ip(
 fn saved(s: &Settings, nl: &mut Socket, out: &mut Outcome, dns: &mut Dns, say: &Say) {
     let config = match NetworkConfig::load(&s.config) {
         Ok(c) => c,
-        Err(super::config::Error::Read { error, .. })
+        Err(crate::netconf::Error::Read { error, .. })
             if error.kind() == std::io::ErrorKind::NotFound =>
         {
             say("rear: network: no saved configuration in the image; trying DHCP");
@@ -438,7 +439,7 @@ fn execute(
 }
 
 fn load_module(s: &Settings, name: &str, say: &Say) {
-    let report = crate::restore::modload::load(&s.modules_dir, &[name]);
+    let report = crate::kmod::load::load(&s.modules_dir, &[name]);
     for (m, why) in report.failed {
         say(&format!("rear: network: module {m}: {why}"));
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 
-use super::config::Mac;
+use crate::netconf::Mac;
 
 pub mod packet;
 

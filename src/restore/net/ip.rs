@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::config::{Cidr, mask_prefix_v4};
+use crate::netconf::{Cidr, mask_prefix_v4};
 
 /// A bad `ip=` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

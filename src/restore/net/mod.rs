@@ -1,6 +1,6 @@
 //! Networking of the rescue system.
 //!
-//! Stage: restore (boot). Input: `/etc/rear/network.json` ([`config`], saved by
+//! Stage: restore (boot). Input: `/etc/rear/network.json` ([`crate::netconf`], saved by
 //! `rear-mkimage`), the kernel options `rear.net=` and `ip=` ([`ip`]), and the interfaces in
 //! `/sys/class/net`. Output: configured interfaces, routes and `/etc/resolv.conf`.
 //!
@@ -10,7 +10,6 @@
 //! (`rear.net=dhcp`, `ip=dhcp`), or when the saved file is unusable.
 
 pub mod apply;
-pub mod config;
 pub mod dhcp;
 pub mod ip;
 pub mod netlink;
@@ -20,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use config::{Cidr, Mac};
+use crate::netconf::{Cidr, Mac};
 use plan::Present;
 
 /// Where the kernel lists network interfaces.

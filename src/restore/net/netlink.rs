@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::libc;
 
-use super::config::Cidr;
+use crate::netconf::Cidr;
 
 // Message types (rtnetlink.h, netlink.h).
 const NLMSG_ERROR: u16 = 2;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Cidr, Dns, LinkKind, Mac, NetworkConfig, Route};
+use crate::netconf::{Cidr, Dns, LinkKind, Mac, NetworkConfig, Route, route_text};
 
 /// An interface of the running machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,20 +246,6 @@ pub fn plan(config: &NetworkConfig, present: &[Present]) -> Plan {
     p
 }
 
-/// A route as `ip route` shows it, for messages.
-pub fn route_text(r: &Route) -> String {
-    let mut s = r
-        .dst
-        .map_or_else(|| "default".to_owned(), |d| d.to_string());
-    if let Some(g) = r.gateway {
-        s.push_str(&format!(" via {g}"));
-    }
-    if let Some(d) = &r.dev {
-        s.push_str(&format!(" dev {d}"));
-    }
-    s
-}
-
 /// The wired interfaces to run DHCP on when the saved configuration does not apply, in name
 /// order.
 pub fn dhcp_candidates(present: &[Present]) -> Vec<&Present> {
@@ -271,7 +257,7 @@ pub fn dhcp_candidates(present: &[Present]) -> Vec<&Present> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::net::config::Interface;
+    use crate::netconf::Interface;
 
     fn mac(last: u8) -> Mac {
         Mac([0x52, 0x54, 0, 0, 0, last])

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::restore::net::config::{Mac, mask_prefix_v4};
+use crate::netconf::{Mac, mask_prefix_v4};
 
 /// The client port.
 pub const CLIENT_PORT: u16 = 68;

@@ -1,6 +1,6 @@
 //! `/etc/rear/network.json`: the protected host's network, saved by `rear-mkimage`
-//! ([`crate::inventory::network`]) and applied by the rescue system's PID 1
-//! ([`super::apply`]). A versioned serde contract shared by both binaries; the format is
+//! (`inventory::network`) and applied by the rescue system's PID 1
+//! (`restore::net::apply`). A versioned serde contract shared by both binaries; the format is
 //! documented in `docs/rescue.md`.
 //!
 //! ```json
@@ -384,6 +384,20 @@ pub fn resolv_conf(dns: &Dns) -> String {
     }
     for server in dns.servers.iter().take(3) {
         s.push_str(&format!("nameserver {server}\n"));
+    }
+    s
+}
+
+/// A route as `ip route` shows it, for messages.
+pub fn route_text(r: &Route) -> String {
+    let mut s = r
+        .dst
+        .map_or_else(|| "default".to_owned(), |d| d.to_string());
+    if let Some(g) = r.gateway {
+        s.push_str(&format!(" via {g}"));
+    }
+    if let Some(d) = &r.dev {
+        s.push_str(&format!(" dev {d}"));
     }
     s
 }

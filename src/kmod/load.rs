@@ -293,6 +293,21 @@ pub fn run_plan(plan: &[Step<'_>], modules_dir: &Path, loader: &dyn Loader) -> R
     report
 }
 
+/// Loads kernel modules by name or alias (with their dependencies) from the running kernel's
+/// module directory; failures are logged.
+pub fn load_names(names: &[&str]) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/lib/modules").join(release);
+    let report = load(&dir, names);
+    // Optional drivers fail on hardware without them (crc32c_intel without SSE4.2); a step
+    // that really needs one fails with the tool's own message.
+    for (m, why) in &report.failed {
+        log::debug!("module {m}: {why}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,29 +1,20 @@
-//! Settings of the rescue system: consoles, network, SSH, extra kernel options.
+//! The rescue skeleton: the settings of the rescue system (consoles, network, SSH, extra
+//! kernel options) and the files the build generates for it.
 //!
-//! Build side: [`RescueArgs`] (the `rear-mkimage` flags) -> [`RescueOptions`] ->
-//! [`add_to_image`], which writes the generated files (`/etc/rear/rescue.json`,
+//! Stage: build. Input: [`RescueArgs`] (the `rear-mkimage` flags) -> [`RescueOptions`].
+//! Output: [`add_to_image`] writes the generated files (`/etc/rear/rescue.json`,
 //! `/etc/rear/network.json`, `/etc/ssh/sshd_config`, `/root/.ssh/authorized_keys`, the shell
-//! profile that prints the banner) into the image, and [`kernel_cmdline`], the options the
-//! boot entries of the media carry. Boot side: PID 1 reads [`RescueConfig`]
-//! (`/etc/rear/rescue.json`) for the defaults that the kernel command line may override.
-//! The files are documented in `docs/rescue.md`.
+//! profile that prints the banner) into the image, and [`kernel_cmdline`] gives the options
+//! the boot entries of the media carry. PID 1 reads [`RescueConfig`] (`/etc/rear/rescue.json`)
+//! for the defaults that the kernel command line may override. The files are documented in
+//! `docs/rescue.md`.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::closure::{self, Closure};
 use crate::manifest::Kind;
-use crate::restore::cmdline::Net;
-use crate::restore::ssh;
+use crate::rescue::{self as ssh, Net, REAR_RESTORE, RESCUE_JSON, RescueConfig, VERSION};
 use crate::sysroot::Sysroot;
-
-/// Where the image carries [`RescueConfig`].
-pub const RESCUE_JSON: &str = "/etc/rear/rescue.json";
-/// The format version of [`RescueConfig`].
-pub const VERSION: u32 = 1;
-/// The name of `rear-restore` in the shell's `PATH` (a link to `/init`).
-pub const REAR_RESTORE: &str = "/usr/sbin/rear-restore";
 
 /// On or off, for flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,30 +120,6 @@ pub fn kernel_cmdline(o: &RescueOptions) -> String {
     parts.join(" ")
 }
 
-/// `/etc/rear/rescue.json`: what the image was built with, read by PID 1 and the banner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RescueConfig {
-    /// The format version, [`VERSION`].
-    pub version: u32,
-    /// The protected host's name.
-    pub hostname: String,
-    /// When the image was built (`SOURCE_DATE_EPOCH`), seconds since 1970.
-    pub built: u64,
-    /// The default network mode (`rear.net=` overrides it).
-    pub net: Net,
-    /// Whether sshd starts by default (`rear.ssh=` overrides it).
-    pub ssh: bool,
-}
-
-impl RescueConfig {
-    /// Reads `path`; `None` when it is missing or unreadable (PID 1 then uses the built-in
-    /// defaults and says so).
-    pub fn load(path: &Path) -> Result<RescueConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
-}
-
 /// Adds the rescue system's generated files to the image: `rescue.json`, the network
 /// configuration captured from the running host, the SSH server configuration and root's
 /// keys, the shell profile with the banner and `rear-restore` on the `PATH`. Problems that
@@ -184,7 +151,7 @@ pub fn add_to_image(
                     c.warn(format!("network: {w}"));
                 }
                 c.add_generated(
-                    crate::restore::net::config::PATH,
+                    crate::netconf::PATH,
                     net.0.to_json().into_bytes(),
                     0o644,
                     "network inventory",
@@ -213,7 +180,12 @@ pub fn add_to_image(
             .copied();
         c.add_special("/etc/ssh", Kind::Dir, 0o755, by)?;
         c.add_special("/var/empty", Kind::Dir, 0o755, by)?;
-        c.add_generated(ssh::CONFIG, ssh::sshd_config(sftp).into_bytes(), 0o644, by)?;
+        c.add_generated(
+            ssh::SSHD_CONFIG,
+            ssh::sshd_config(sftp).into_bytes(),
+            0o644,
+            by,
+        )?;
         let keys = match &o.authorized_keys {
             Some(path) => Some(std::fs::read(path).map_err(|error| {
                 closure::Error::Sysroot(crate::sysroot::Error::Io {
@@ -258,7 +230,7 @@ pub fn add_to_image(
 
 /// The directories `sshd` is looked for in on the host.
 fn path_dirs() -> Vec<PathBuf> {
-    closure::PATH.iter().map(PathBuf::from).collect()
+    crate::sysroot::PATH.iter().map(PathBuf::from).collect()
 }
 
 /// How many lines of an authorized_keys file look like keys (not empty, not comments).

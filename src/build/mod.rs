@@ -6,6 +6,9 @@
 //! directory, is synced, and only when all of them are complete are they renamed into place,
 //! so a failed build leaves nothing behind.
 
+pub mod report;
+
+use crate::units::human;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -142,7 +145,7 @@ pub struct Options {
     /// Where the PXE tree goes (default `<out>/pxe`).
     pub pxe_dir: Option<PathBuf>,
     /// Consoles, network, SSH and kernel options of the rescue system.
-    pub rescue: crate::restore::rescue::RescueOptions,
+    pub rescue: crate::skeleton::RescueOptions,
     /// Where the disk layout stored in the image comes from.
     pub layout: LayoutSource,
     /// The backup configuration to store as `/etc/rear/backup.json`, with the programs its
@@ -248,20 +251,6 @@ impl Report {
     }
 }
 
-/// Bytes as `12.3 MB` (decimal units, like `ls -h --si`).
-pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// `SOURCE_DATE_EPOCH` from the environment, or now when unset; a bad value is an error.
 pub fn epoch_from_env() -> Result<u64, Error> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -329,7 +318,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let mut names = opts.recipes.clone();
     // The ssh recipe follows the rescue system's ssh setting (default: on when the host has an
     // OpenSSH server), so `--ssh off` leaves sshd out and a host without it builds fine.
-    let path: Vec<PathBuf> = closure::PATH.iter().map(PathBuf::from).collect();
+    let path: Vec<PathBuf> = crate::sysroot::PATH.iter().map(PathBuf::from).collect();
     let ssh = opts
         .rescue
         .ssh
@@ -387,7 +376,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
 
     progress("inventory");
     let kernel = inventory::find_kernel(&sys, &opts.kernel)?;
-    let hostname = inventory::hostname(&sys);
+    let hostname = sys.hostname();
     t.next("inventory");
 
     progress("resolve");
@@ -424,7 +413,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             "backup configuration",
         )?;
     }
-    crate::restore::rescue::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
+    crate::skeleton::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
     let mut image = closure.finish(&kernel.release)?;
     t.next("resolve");
 
@@ -447,7 +436,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         release: &kernel.release,
         kernel: &kernel_bytes,
         initrd: &initrd,
-        cmdline: crate::restore::rescue::kernel_cmdline(&opts.rescue),
+        cmdline: crate::skeleton::kernel_cmdline(&opts.rescue),
         boot_timeout: opts.boot_timeout,
         epoch: opts.epoch,
     };
@@ -720,7 +709,7 @@ fn resolve_files<'a>(
         let why = format!("recipe {}", r.name);
         for item in &r.file.programs {
             if !c.add_program(item.name(), &why)? {
-                missing(item, "program", r, &closure::PATH.join(":"))?;
+                missing(item, "program", r, &crate::sysroot::PATH.join(":"))?;
             }
         }
         for group in &r.file.any_of {
@@ -742,7 +731,7 @@ fn resolve_files<'a>(
                     what: "any of the programs",
                     name: group.names().join(", "),
                     recipe: r.origin.clone(),
-                    looked: closure::PATH.join(":"),
+                    looked: crate::sysroot::PATH.join(":"),
                 }));
             }
         }
