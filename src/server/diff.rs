@@ -294,7 +294,7 @@ mod tests {
         );
         assert_eq!(
             changes[1].after.as_deref(),
-            Some("2.00 GB, Spare, serial SP1")
+            Some("1.9 GiB, Spare, serial SP1")
         );
     }
 
