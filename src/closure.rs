@@ -151,16 +151,7 @@ impl<'a> Closure<'a> {
             self.add_host_path(&path, why, Role::Requested)?;
             return Ok(1);
         }
-        let real = self.sys.real(Path::new(pattern));
-        let mut found = Vec::new();
-        if let Ok(paths) = glob::glob(&real.to_string_lossy()) {
-            for real_path in paths.flatten() {
-                if let Ok(rel) = real_path.strip_prefix(self.sys.root()) {
-                    found.push(Path::new("/").join(rel));
-                }
-            }
-        }
-        found.sort();
+        let found = self.sys.glob(Path::new(pattern))?;
         for p in &found {
             self.add_host_path(p, why, Role::Requested)?;
         }

@@ -6,11 +6,13 @@
 //! every external program runs through [`exec`]. [`restore`] is the rescue-system side.
 
 pub mod archive;
+pub mod atomic;
 pub mod backup;
 pub mod build;
 pub mod closure;
 pub mod config;
 pub mod exec;
+pub mod fnmatch;
 pub mod inventory;
 pub mod kmod;
 pub mod labels;

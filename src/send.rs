@@ -11,7 +11,6 @@
 //! as warnings that name the URL and the spool file, and returned in a [`Delivery`].
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -195,10 +194,7 @@ pub fn spool_write(dir: &Path, created: u64, body: &str) -> std::io::Result<Path
     // sort of the names and a report spooled twice is one file.
     let sha = crate::manifest::sha256_hex(body.as_bytes());
     let path = dir.join(format!("{created:020}-{}.json", &sha[..16]));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(body.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    crate::atomic::write(&path, body.as_bytes(), 0o600)?;
     Ok(path)
 }
 
@@ -222,14 +218,8 @@ fn enrolled_token(dir: &Path) -> Option<String> {
 }
 
 fn save_token(dir: &Path, token: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
     let path = dir.join(ENROLLED_TOKEN);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))?;
-    writeln!(tmp, "{token}")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    crate::atomic::write(&path, format!("{token}\n").as_bytes(), 0o600)?;
     Ok(path)
 }
 

@@ -8,6 +8,7 @@
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The directories programs are looked up in, as a root shell's `PATH` would have them.
@@ -90,6 +91,55 @@ pub struct Sysroot {
 const MAX_LINKS: usize = 40;
 
 impl Sysroot {
+    /// The host paths matching a glob pattern (`*`, `?`, `[...]` within one component, as
+    /// `glob(3)` without flags, matched by [`crate::fnmatch`]), sorted; names starting with `.`
+    /// match only an explicit `.`. A directory on the way that is absent matches nothing; any
+    /// other error reading one is an error.
+    pub fn glob(&self, pattern: &Path) -> Result<Vec<PathBuf>, Error> {
+        let mut found = vec![PathBuf::from("/")];
+        for c in pattern.components() {
+            let Component::Normal(name) = c else {
+                if c == Component::ParentDir {
+                    found.iter_mut().for_each(|p| p.push(".."));
+                }
+                continue;
+            };
+            let name = name.as_bytes();
+            if !name.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+                found
+                    .iter_mut()
+                    .for_each(|p| p.push(OsStr::from_bytes(name)));
+                continue;
+            }
+            let mut next = Vec::new();
+            for dir in &found {
+                let entries = match self.read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.is_not_found() || matches!(e, Error::SymlinkLoop { .. }) => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let Some(file) = entry.file_name() else {
+                        continue;
+                    };
+                    let file = file.as_bytes();
+                    if file.starts_with(b".") && !name.starts_with(b".") {
+                        continue;
+                    }
+                    if crate::fnmatch::fnmatch_bytes(name, file) {
+                        next.push(dir.join(OsStr::from_bytes(file)));
+                    }
+                }
+            }
+            found = next;
+        }
+        found.retain(|p| self.exists(p));
+        found.sort();
+        Ok(found)
+    }
+
     /// The host name of the protected system: `/etc/hostname`, else the running kernel's, else
     /// `localhost`. Only the first label (no domain).
     pub fn hostname(&self) -> String {

@@ -1,5 +1,6 @@
-//! Dates for people: UTC calendar dates computed in process (no time zone database, which
-//! the static rescue system does not have), shared by the rescue banner and the server GUI.
+//! Dates for people and mail: UTC calendar dates computed in process (no time zone database,
+//! which the static rescue system does not have), shared by the rescue banner, the server GUI
+//! and the `Date:` of mailed reports.
 
 /// A UTC date and time `YYYY-MM-DD HH:MM UTC` from seconds since 1970 (proleptic Gregorian).
 pub fn utc_date(secs: u64) -> String {
@@ -27,6 +28,25 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// The RFC 5322 date (section 3.3) of `secs` since 1970, in UTC.
+pub fn rfc5322_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +57,11 @@ mod tests {
         assert_eq!(utc_date(1_700_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc_date(4_102_444_799), "2099-12-31 23:59 UTC");
+    }
+
+    #[test]
+    fn rfc5322_date_known_values() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(1700000000), "Tue, 14 Nov 2023 22:13:20 +0000");
     }
 }

@@ -15,56 +15,11 @@ use super::Error;
 use super::config::Location;
 use crate::exec;
 use crate::layout::parse::blkid::Tags;
+use crate::mounts::{mount_of, parse_mountinfo};
 use crate::sysroot::Sysroot;
 
 /// Where the rescue system mounts the file system holding the backup.
 pub const MOUNT_POINT: &str = "/run/rear/backup";
-
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    /// The directory of the file system that is mounted (`/` unless a bind mount).
-    pub root: PathBuf,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-    /// File system type.
-    pub fstype: String,
-    /// What is mounted (a device, `server:/export`, `tmpfs`).
-    pub source: String,
-}
-
-/// Parses `/proc/self/mountinfo` (proc(5)): `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS
-/// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS`.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let l: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountInfo {
-                root: PathBuf::from(crate::mounts::unescape_octal(l.get(3)?)),
-                mount_point: PathBuf::from(crate::mounts::unescape_octal(l.get(4)?)),
-                fstype: r.first()?.to_string(),
-                source: crate::mounts::unescape_octal(r.get(1)?),
-            })
-        })
-        .collect()
-}
-
-/// The mount holding `path` (canonical): the longest mount point above it; of equal ones the
-/// last mounted, which hides the others.
-pub fn mount_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
-    mounts
-        .iter()
-        .filter(|m| path.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.components().count())
-        .and_then(|best| {
-            mounts
-                .iter()
-                .rev()
-                .find(|m| m.mount_point == best.mount_point)
-        })
-}
 
 /// The device of `blkid` output with this UUID, else this label (UUID first: labels repeat).
 pub fn find_device(devices: &BTreeMap<String, Tags>, uuid: &str, label: &str) -> Option<String> {
@@ -266,39 +221,6 @@ pub fn mount_location(loc: &Location, mount_point: &Path) -> Result<Mounted, Err
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MOUNTINFO: &str = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-40 27 8:17 / /mnt/usb\\040stick rw - vfat /dev/sdb1 rw
-41 27 8:33 /exports/rear /srv/backup rw - ext4 /dev/sdc1 rw
-42 27 0:50 / /mnt/nfs rw - nfs4 server:/export rw,vers=4.2
-";
-
-    #[test]
-    fn mount_of_takes_longest_prefix_and_bind_root() {
-        let m = parse_mountinfo(MOUNTINFO);
-        assert_eq!(m.len(), 5);
-        assert_eq!(m[2].mount_point, Path::new("/mnt/usb stick"));
-        let got = mount_of(&m, Path::new("/srv/backup/db1")).unwrap();
-        assert_eq!(got.source, "/dev/sdc1");
-        assert_eq!(
-            got.root.join(
-                Path::new("/srv/backup/db1")
-                    .strip_prefix(&got.mount_point)
-                    .unwrap()
-            ),
-            Path::new("/exports/rear/db1")
-        );
-        assert_eq!(
-            mount_of(&m, Path::new("/var/x")).unwrap().source,
-            "/dev/vda"
-        );
-        assert_eq!(
-            mount_of(&m, Path::new("/mnt/nfs/a")).unwrap().fstype,
-            "nfs4"
-        );
-    }
 
     #[test]
     fn find_device_prefers_uuid_then_label() {

@@ -302,10 +302,11 @@ impl BackupMethod for RecipeMethod {
             bytes: 0,
             raw: 0,
         };
-        let staged = vec![(
-            super::tar::stage(job.dest, super::INFO, info.to_json().as_bytes())?,
+        let staged = vec![super::tar::stage(
+            job.dest,
             super::INFO,
-        )];
+            info.to_json().as_bytes(),
+        )?];
         super::tar::commit(job.dest, staged)?;
         Ok(BackupReport {
             dir: job.dest.to_path_buf(),

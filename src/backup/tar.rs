@@ -11,6 +11,7 @@
 //! | `backup.files` | one line per member: `TYPE<TAB>SIZE<TAB>NAME[<TAB>LINK]` |
 //! | `backup.json` | [`super::Info`]: method, URL, size, SHA-256, counts |
 
+use crate::atomic::Staged;
 use std::ffi::OsString;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -112,40 +113,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes `bytes` to `dir/name` through a temporary file, synced; returns it for renaming.
-pub(super) fn stage(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-) -> Result<tempfile::NamedTempFile, Error> {
+/// Writes `bytes` to `dir/name` through a temporary file; returns it for [`commit`].
+pub(super) fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<Staged, Error> {
     let path = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .map_err(io(&path))?;
-    tmp.write_all(bytes).map_err(io(&path))?;
-    tmp.as_file().sync_all().map_err(io(&path))?;
-    Ok(tmp)
+    let staged = Staged::new(&path).map_err(io(&path))?;
+    staged.file().write_all(bytes).map_err(io(&path))?;
+    Ok(staged)
 }
 
-/// Renames staged files into place, in order, and syncs the directory.
-pub(super) fn commit(
-    dir: &Path,
-    staged: Vec<(tempfile::NamedTempFile, &str)>,
-) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    for (tmp, name) in staged {
-        let path = dir.join(name);
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600));
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            error: e.error,
-        })?;
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// Puts staged files in place, in order, readable by root only, and syncs the directory.
+pub(super) fn commit(dir: &Path, staged: Vec<Staged>) -> Result<(), Error> {
+    crate::atomic::commit_all(staged, 0o600).map_err(io(dir))
 }
 
 /// The hex digest of a `sha256sum` line for `name`.
@@ -193,14 +171,11 @@ impl BackupMethod for TarMethod {
                 error: std::io::Error::other("tar's stdout is not a pipe"),
             });
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{ARCHIVE}."))
-            .tempfile_in(dir)
-            .map_err(io(&archive))?;
+        let tmp = Staged::new(&archive).map_err(io(&archive))?;
         let progress = Progress::new(job.progress, job.estimate, "backup");
         let mut observer = TarObserver::default();
         let result = (|| -> Result<(String, u64, u64), Error> {
-            let hw = HashWriter::new(BufWriter::with_capacity(BUF, tmp.as_file()));
+            let hw = HashWriter::new(BufWriter::with_capacity(BUF, tmp.file()));
             let mut enc =
                 zstd::stream::write::Encoder::new(hw, ZSTD_LEVEL).map_err(io(&archive))?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -229,7 +204,6 @@ impl BackupMethod for TarMethod {
             let (mut w, sha, size) = hw.finish();
             w.flush().map_err(io(&archive))?;
             drop(w);
-            tmp.as_file().sync_all().map_err(io(&archive))?;
             Ok((sha, size, raw))
         })();
         progress.finish();
@@ -273,21 +247,13 @@ impl BackupMethod for TarMethod {
             bytes,
             raw,
         };
-        let staged = vec![
-            (
-                stage(dir, FILE_LIST, file_list(&observer.members).as_bytes())?,
-                FILE_LIST,
-            ),
-            (
-                stage(dir, super::INFO, info.to_json().as_bytes())?,
-                super::INFO,
-            ),
+        let all = vec![
+            tmp,
+            stage(dir, FILE_LIST, file_list(&observer.members).as_bytes())?,
+            stage(dir, super::INFO, info.to_json().as_bytes())?,
+            // The checksum last: its presence says the backup is complete.
+            stage(dir, SHA256, format!("{sha256}  {ARCHIVE}\n").as_bytes())?,
         ];
-        let sums = stage(dir, SHA256, format!("{sha256}  {ARCHIVE}\n").as_bytes())?;
-        let mut all = vec![(tmp, ARCHIVE)];
-        all.extend(staged);
-        // The checksum last: its presence says the backup is complete.
-        all.push((sums, SHA256));
         commit(dir, all)?;
         Ok(BackupReport {
             dir: dir.to_path_buf(),

@@ -488,15 +488,7 @@ fn layout(command: LayoutCmd) -> anyhow::Result<()> {
             match out {
                 None => print!("{json}"),
                 Some(path) => {
-                    let dir = path
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                        .with_context(|| format!("creating a file in {}", dir.display()))?;
-                    std::io::Write::write_all(&mut tmp, json.as_bytes())?;
-                    tmp.as_file().sync_all()?;
-                    tmp.persist(&path)
+                    rear::atomic::write(&path, json.as_bytes(), 0o600)
                         .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("rear-mkimage: layout saved to {}", path.display());
                 }

@@ -8,6 +8,7 @@
 
 pub mod report;
 
+use crate::atomic::Staged;
 use crate::units::human;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -868,7 +869,7 @@ fn add_manifest_file(image: &mut Image, json: &str) -> Result<(), Error> {
 /// Files being written into the output directory under temporary names.
 struct Outputs {
     dir: PathBuf,
-    pending: Vec<(tempfile::NamedTempFile, String)>,
+    pending: Vec<Staged>,
 }
 
 impl Outputs {
@@ -879,22 +880,21 @@ impl Outputs {
         }
     }
 
+    /// A temporary file for the output `name`.
+    fn stage(&self, name: &str) -> Result<Staged, Error> {
+        let path = self.dir.join(name);
+        Staged::new(&path).map_err(|error| Error::Output { path, error })
+    }
+
     /// Writes one output to a temporary file in the output directory.
     fn create<T>(
         &mut self,
         name: &str,
         write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let io = |error| Error::Output {
-            path: self.dir.join(name),
-            error,
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .tempfile_in(&self.dir)
-            .map_err(io)?;
+        let tmp = self.stage(name)?;
         let value = {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.file());
             let v = write(&mut w)?;
             w.flush().map_err(|error| Error::Output {
                 path: self.dir.join(name),
@@ -902,7 +902,7 @@ impl Outputs {
             })?;
             v
         };
-        self.pending.push((tmp, name.to_string()));
+        self.pending.push(tmp);
         Ok(value)
     }
 
@@ -913,67 +913,47 @@ impl Outputs {
         name: &str,
         write: impl FnOnce(&Path) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .tempfile_in(&self.dir)
-            .map_err(|error| Error::Output {
-                path: self.dir.join(name),
-                error,
-            })?;
-        let value = write(tmp.path())?;
-        self.pending.push((tmp, name.to_string()));
+        let tmp = self.stage(name)?;
+        let value = write(tmp.tmp_path())?;
+        self.pending.push(tmp);
         Ok(value)
     }
 
-    /// Syncs every pending file, writes SHA256SUMS, then renames all into place.
+    /// Hashes every pending file, writes SHA256SUMS, then syncs and renames all into place.
     fn commit(self) -> Result<Vec<Artefact>, Error> {
         let mut sums = String::new();
         let mut artefacts = Vec::new();
-        let mut ready = Vec::new();
-        for (tmp, name) in self.pending {
-            let path = self.dir.join(&name);
+        for tmp in &self.pending {
+            let path = tmp.path().to_path_buf();
             let io = |error| Error::Output {
                 path: path.clone(),
                 error,
             };
             // Opened anew: a writer given the path may have replaced the file.
-            let file = std::fs::File::open(tmp.path()).map_err(io)?;
-            file.sync_all().map_err(io)?;
+            let file = std::fs::File::open(tmp.tmp_path()).map_err(io)?;
             let (size, sha256) = hash_file(file).map_err(io)?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
             let _ = writeln!(sums, "{sha256}  {name}");
             artefacts.push(Artefact {
                 path: path.clone(),
                 size,
                 sha256,
             });
-            ready.push((tmp, path));
         }
-        let sums_path = self.dir.join("SHA256SUMS");
-        let mut sums_tmp = tempfile::Builder::new()
-            .prefix(".SHA256SUMS.")
-            .tempfile_in(&self.dir)
-            .map_err(|error| Error::Output {
-                path: sums_path.clone(),
-                error,
-            })?;
+        let sums_tmp = self.stage("SHA256SUMS")?;
         sums_tmp
+            .file()
             .write_all(sums.as_bytes())
-            .and_then(|_| sums_tmp.as_file().sync_all())
             .map_err(|error| Error::Output {
-                path: sums_path.clone(),
+                path: sums_tmp.path().to_path_buf(),
                 error,
             })?;
-        ready.push((sums_tmp, sums_path));
-        for (tmp, path) in ready {
-            tmp.persist(&path).map_err(|e| Error::Output {
-                path: path.clone(),
-                error: e.error,
-            })?;
-            set_mode(&path, 0o644);
-        }
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        let mut all = self.pending;
+        all.push(sums_tmp);
+        crate::atomic::commit_all(all, 0o644).map_err(|error| Error::Output {
+            path: self.dir.clone(),
+            error,
+        })?;
         Ok(artefacts)
     }
 }
@@ -994,9 +974,4 @@ fn hash_file(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }

@@ -8,7 +8,6 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use crate::mounts::unescape_octal;
 use crate::report::{
     BootMode, Disk, Facts, Filesystem, Hardware, Host, Interface, LayoutSummary, Os,
 };
@@ -224,15 +223,13 @@ fn disks(sys: &Sysroot) -> Vec<Disk> {
 
 /// Block-device mounts of `/proc/self/mounts` (fstab(5) fields, `\040`-style octal escapes).
 pub fn parse_mounts(text: &str) -> Vec<Filesystem> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (dev, mnt, fstype) = (w.next()?, w.next()?, w.next()?);
-            dev.starts_with("/dev/").then(|| Filesystem {
-                device: unescape_octal(dev),
-                mountpoint: unescape_octal(mnt),
-                fstype: fstype.to_string(),
-            })
+    crate::mounts::parse_mounts(text)
+        .into_iter()
+        .filter(|m| m.source.starts_with("/dev/"))
+        .map(|m| Filesystem {
+            device: m.source,
+            mountpoint: m.target.to_string_lossy().into_owned(),
+            fstype: m.fstype,
         })
         .collect()
 }

@@ -16,8 +16,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::fnmatch::{fnmatch, literal_prefix};
 use super::{Error, modname_from_path, normalize_alias, normalize_name};
+use crate::fnmatch::{fnmatch, literal_prefix};
 
 /// The texts of depmod's files of one kernel; absent files are empty.
 #[derive(Debug, Clone, Default)]

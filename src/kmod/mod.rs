@@ -11,7 +11,6 @@
 
 pub mod binindex;
 mod depmod;
-pub mod fnmatch;
 mod index;
 pub mod load;
 mod order;

@@ -463,29 +463,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     f.sync_all().map_err(io(path))
 }
 
-/// Replaces one file atomically: temporary file beside it, sync, rename.
+/// Replaces one file atomically, world-readable for the TFTP server.
 fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .map_err(io(path))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    set_mode(tmp.path(), 0o644)?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        error: e.error,
-    })?;
-    Ok(())
+    crate::atomic::write(path, bytes, 0o644).map_err(io(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::atomic::sync_dir(dir).map_err(io(dir))
 }
 
 /// Puts the directory `new` in place as `<pxe_dir>/<host>`. Returns where the previous tree

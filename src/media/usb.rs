@@ -342,16 +342,9 @@ pub fn write_usb_image(
     let backup = table.backup()?;
     let mbr = table.protective_mbr(&gptmbr(sys)?);
 
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".rear-usb-")
-        .tempfile_in(dir)
-        .map_err(io_error(dir))?;
-    let path = tmp.path().to_path_buf();
-    let file = tmp.as_file();
+    let tmp = crate::atomic::Staged::new(out).map_err(io_error(out))?;
+    let path = tmp.tmp_path().to_path_buf();
+    let file = tmp.file();
     file.set_len(sectors * SECTOR).map_err(io_error(&path))?;
     write_sparse(file, &path, ESP_START, &fat)?;
     drop(fat);
@@ -370,11 +363,7 @@ pub fn write_usb_image(
         .map_err(io_error(&path))?;
     file.write_all_at(&backup, (sectors - gpt::BACKUP_SECTORS) * SECTOR)
         .map_err(io_error(&path))?;
-    file.sync_all().map_err(io_error(&path))?;
-    tmp.persist(out).map_err(|e| Error::Io {
-        path: out.to_path_buf(),
-        error: e.error,
-    })?;
+    tmp.commit(0o600).map_err(io_error(out))?;
     let mut report = UsbReport {
         path: out.to_path_buf(),
         size: sectors * SECTOR,

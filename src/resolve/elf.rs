@@ -407,7 +407,7 @@ fn read_conf(
                         Some(dir) if !pattern.starts_with('/') => dir.join(pattern),
                         _ => PathBuf::from(pattern),
                     };
-                    for f in glob(sys, &pattern)? {
+                    for f in sys.glob(&pattern)? {
                         read_conf(sys, &f, seen, out)?;
                     }
                 }
@@ -424,92 +424,6 @@ fn read_conf(
         }
     }
     Ok(())
-}
-
-/// The host paths matching a glob pattern (`*`, `?`, `[...]` within one component, as
-/// `glob(3)` without flags), sorted; names starting with `.` match only an explicit `.`.
-fn glob(sys: &Sysroot, pattern: &Path) -> Result<Vec<PathBuf>, Error> {
-    let mut found = vec![PathBuf::from("/")];
-    for c in pattern.components() {
-        let Component::Normal(name) = c else {
-            if c == Component::ParentDir {
-                found.iter_mut().for_each(|p| p.push(".."));
-            }
-            continue;
-        };
-        let name = name.as_bytes();
-        if !name.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
-            found
-                .iter_mut()
-                .for_each(|p| p.push(OsStr::from_bytes(name)));
-            continue;
-        }
-        let mut next = Vec::new();
-        for dir in &found {
-            let entries = match sys.read_dir(dir) {
-                Ok(e) => e,
-                Err(e) if absent(&e) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for entry in entries {
-                let Some(file) = entry.file_name() else {
-                    continue;
-                };
-                let file = file.as_bytes();
-                if file.starts_with(b".") && !name.starts_with(b".") {
-                    continue;
-                }
-                if wildcard(name, file) {
-                    next.push(dir.join(OsStr::from_bytes(file)));
-                }
-            }
-        }
-        found = next;
-    }
-    found.retain(|p| sys.exists(p));
-    found.sort();
-    Ok(found)
-}
-
-/// Whether `name` matches the shell wildcard `pat` (`*`, `?`, `[abc]`, `[a-z]`, `[!x]`,
-/// `\` escapes).
-fn wildcard(pat: &[u8], name: &[u8]) -> bool {
-    match pat.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'?', rest)) => !name.is_empty() && wildcard(rest, &name[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, name_rest)) = name.split_first() else {
-                return false;
-            };
-            let (negate, set) = match rest.first() {
-                Some(b'!' | b'^') => (true, &rest[1..]),
-                _ => (false, rest),
-            };
-            // A `]` right after `[` or `[!` is a member, not the end.
-            let Some(end) = set.iter().skip(1).position(|&b| b == b']').map(|i| i + 1) else {
-                // No closing bracket: `[` is literal.
-                return c == b'[' && wildcard(rest, name_rest);
-            };
-            let (members, after) = (&set[..end], &set[end + 1..]);
-            let mut hit = false;
-            let mut i = 0;
-            while i < members.len() {
-                if i + 2 < members.len() && members[i + 1] == b'-' {
-                    hit |= (members[i]..=members[i + 2]).contains(&c);
-                    i += 3;
-                } else {
-                    hit |= members[i] == c;
-                    i += 1;
-                }
-            }
-            hit != negate && wildcard(after, name_rest)
-        }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            name.first() == rest.first() && wildcard(&rest[1..], &name[1..])
-        }
-        Some((&p, rest)) => name.first() == Some(&p) && wildcard(rest, &name[1..]),
-    }
 }
 
 /// Builds the system search list for one architecture (an empty tuple: unknown machine).
@@ -1040,15 +954,6 @@ mod tests {
         );
         assert_eq!(f("$ORIGINAL/$FOO"), ["$ORIGINAL/$FOO"]);
         assert!(expand("/x/$PLATFORM", &o, "lib", "").is_empty());
-    }
-
-    #[test]
-    fn wildcard_matches() {
-        assert!(wildcard(b"*.conf", b"libc.conf"));
-        assert!(!wildcard(b"*.conf", b"libc.conf.bak"));
-        assert!(wildcard(b"lib?.[a-c]", b"libx.b"));
-        assert!(!wildcard(b"[!a]*", b"abc"));
-        assert!(wildcard(b"\\*", b"*"));
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub fn finalize(layout: &Layout, plan: &Plan, root: &Path, log: &Path) -> Result
         if let Some(new) = rewrite_table(&text, &plan.renames) {
             let orig = root.join(format!("{table}.rear-orig"));
             std::fs::write(&orig, &text).map_err(io(&orig))?;
-            super::layout::write_atomic(&path, new.as_bytes()).map_err(io(&path))?;
+            crate::atomic::write(&path, new.as_bytes(), 0o644).map_err(io(&path))?;
             log::info!("finalize: rewrote /{table} (old one in /{table}.rear-orig)");
         }
     }

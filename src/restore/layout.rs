@@ -510,10 +510,15 @@ pub fn target_disks(
     swaps: &str,
     blkid: &BTreeMap<String, crate::layout::parse::blkid::Tags>,
 ) -> Vec<TargetDisk> {
-    let used: BTreeSet<&str> = mounts
-        .lines()
-        .chain(swaps.lines())
-        .filter_map(|l| l.split_whitespace().next())
+    let used: BTreeSet<String> = crate::mounts::parse_mounts(mounts)
+        .into_iter()
+        .map(|m| m.source)
+        .chain(
+            swaps
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(crate::mounts::unescape_octal),
+        )
         .filter(|d| d.starts_with("/dev/"))
         .collect();
     disks
@@ -582,7 +587,7 @@ pub fn apply(plan: &Plan, ctx: &Context, state_path: &Path, log_path: &Path) -> 
     // finalize needs the renames after the disks are in use (and no longer plannable).
     let plan_path = state_path.with_file_name("layout-plan.json");
     let text = serde_json::to_string_pretty(plan).unwrap_or_default();
-    write_atomic(&plan_path, text.as_bytes()).map_err(io(&plan_path))?;
+    crate::atomic::write(&plan_path, text.as_bytes(), 0o644).map_err(io(&plan_path))?;
     let targets = plan.target_disks();
     let udev = Path::new("/run/udev/control").exists();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -629,7 +634,7 @@ pub fn apply(plan: &Plan, ctx: &Context, state_path: &Path, log_path: &Path) -> 
         }
         state.done.push(step.id.clone());
         let text = serde_json::to_string_pretty(&state).unwrap_or_default();
-        write_atomic(state_path, text.as_bytes()).map_err(io(state_path))?;
+        crate::atomic::write(state_path, text.as_bytes(), 0o644).map_err(io(state_path))?;
     }
     Ok(())
 }
@@ -694,16 +699,6 @@ fn wait_for(device: &str, step: &str) -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
-}
-
-/// Writes `bytes` to a temp file beside `path`, syncs it and renames it over `path`, so a
-/// crash leaves the old file or the new one, never half of one (state files, fstab).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("rear-tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The default context: mount at [`MOUNT_ROOT`], scratch in `/run/rear`.

@@ -19,6 +19,7 @@ use std::path::Path;
 /// Module path prefix -> the crate it belongs to.
 const CRATE_OF: &[(&str, &str)] = &[
     ("archive", "mkimage"),
+    ("atomic", "sys"),
     ("backup", "sys"),
     ("backup::config", "model"),
     ("backup::url", "model"),
@@ -26,6 +27,7 @@ const CRATE_OF: &[(&str, &str)] = &[
     ("closure", "mkimage"),
     ("config", "model"),
     ("exec", "sys"),
+    ("fnmatch", "sys"),
     ("inventory", "mkimage"),
     ("kmod", "sys"),
     ("labels", "model"),

@@ -33,7 +33,7 @@ pub fn parse(text: &str) -> Result<Vec<ActiveSwap>, Error> {
             });
         }
         out.push(ActiveSwap {
-            filename: f[0].replace("\\040", " "),
+            filename: crate::mounts::unescape_octal(f[0]),
             is_partition: f[1] == "partition",
             size_kib: super::number("/proc/swaps", "Size", f[2])?,
         });

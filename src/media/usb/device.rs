@@ -262,7 +262,7 @@ fn inspect_disk(sys: &Sysroot, device: &Path) -> Result<Disk, Error> {
             && let Some(n) = sys
                 .read_to_string(&entry.join("dev"))
                 .ok()
-                .and_then(|s| parse_dev(&s))
+                .and_then(|s| crate::mounts::parse_dev(&s))
         {
             nodes.push((n, entry));
         }
@@ -305,7 +305,7 @@ fn disk_in_use(sys: &Sysroot, disk: &Disk) -> Result<Option<String>, Error> {
             let Some(name) = line.split_whitespace().next() else {
                 continue;
             };
-            let name = unescape(name);
+            let name = crate::mounts::unescape_octal(name);
             if rdev_of(&name).is_some_and(|d| devs.contains(&d)) {
                 return Ok(Some(format!("{name} is in use as swap")));
             }
@@ -329,54 +329,18 @@ fn mounted_from(
     devs: &[(u64, u64)],
     rdev_of: &dyn Fn(&str) -> Option<(u64, u64)>,
 ) -> Option<Mount> {
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(dev), Some(point)) = (fields.get(2), fields.get(4)) else {
-            continue;
-        };
-        let source = fields
-            .iter()
-            .position(|f| *f == "-")
-            .and_then(|i| fields.get(i + 2))
-            .map(|s| unescape(s))
-            .unwrap_or_default();
-        let hit = parse_dev(dev).is_some_and(|d| devs.contains(&d))
+    for m in crate::mounts::parse_mountinfo(mountinfo) {
+        let source = m.source;
+        let hit = m.dev.is_some_and(|d| devs.contains(&d))
             || (source.starts_with('/') && rdev_of(&source).is_some_and(|d| devs.contains(&d)));
         if hit {
             return Some(Mount {
-                mount_point: unescape(point),
+                mount_point: m.mount_point.to_string_lossy().into_owned(),
                 source,
             });
         }
     }
     None
-}
-
-/// Undoes the octal escapes (`\040`) of mountinfo and swaps fields.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let digit = |c: u8| u32::from(c - b'0');
-            out.push((digit(b[i + 1]) * 64 + digit(b[i + 2]) * 8 + digit(b[i + 3])) as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `8:17` -> (8, 17).
-fn parse_dev(s: &str) -> Option<(u64, u64)> {
-    let (a, b) = s.trim().split_once(':')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Major and minor of a `dev_t` (glibc's encoding, as `st_rdev` carries it).
@@ -462,20 +426,6 @@ mod tests {
         let rdev = |p: &str| (p == "/dev/sdc2").then_some((8, 34));
         let m = mounted_from(mountinfo, &[(8, 32), (8, 34)], &rdev).unwrap();
         assert_eq!(m.mount_point, "/home");
-    }
-
-    #[test]
-    fn unescape_octal_sequences() {
-        assert_eq!(unescape(r"/mnt/a\040b\011c"), "/mnt/a b\tc");
-        assert_eq!(unescape(r"/x\0"), r"/x\0");
-        assert_eq!(unescape("plain"), "plain");
-    }
-
-    #[test]
-    fn parse_dev_reads_major_minor() {
-        assert_eq!(parse_dev("8:17\n"), Some((8, 17)));
-        assert_eq!(parse_dev("259:0"), Some((259, 0)));
-        assert_eq!(parse_dev("x"), None);
     }
 
     #[test]
@@ -571,7 +521,7 @@ mod tests {
         let line = mountinfo
             .lines()
             .find(|l| l.split(' ').nth(4) == Some("/"))?;
-        let (major, minor) = parse_dev(line.split(' ').nth(2)?)?;
+        let (major, minor) = crate::mounts::parse_dev(line.split(' ').nth(2)?)?;
         if major == 0 {
             return None;
         }

@@ -1,10 +1,8 @@
 //! Signals, reaping and shutdown: what PID 1 waits for, and how it stops everything,
 //! unmounts and calls `reboot(2)`.
 
-use std::ffi::OsString;
 use std::fs;
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -91,41 +89,16 @@ fn reap_until_empty(limit: Duration) {
     }
 }
 
-/// The mount points in the text of `/proc/self/mounts`, in mount order, `\040`-style escapes
-/// decoded (proc(5)). Pure.
-fn mount_points(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(|field| {
-            let mut out = Vec::new();
-            let b = field.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                let oct = b
-                    .get(i + 1..i + 4)
-                    .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
-                match oct {
-                    Some(o) if b[i] == b'\\' => {
-                        out.push(o.iter().fold(0u8, |a, c| a.wrapping_mul(8) + (c - b'0')));
-                        i += 4;
-                    }
-                    _ => {
-                        out.push(b[i]);
-                        i += 1;
-                    }
-                }
-            }
-            PathBuf::from(OsString::from_vec(out))
-        })
-        .collect()
-}
-
 /// Unmounts everything but `/`, newest first; busy ones are detached.
 fn unmount_all() {
     let Ok(text) = fs::read_to_string("/proc/self/mounts") else {
         return;
     };
-    for target in mount_points(&text).iter().rev() {
+    for target in crate::mounts::parse_mounts(&text)
+        .iter()
+        .map(|m| &m.target)
+        .rev()
+    {
         if target == Path::new("/") {
             continue;
         }
@@ -166,17 +139,5 @@ pub(super) fn reap_forever() -> ! {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => std::thread::sleep(Duration::from_secs(60)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mount_points_decodes_escapes() {
-        let text = "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n/dev/sdb1 /mnt/my\\040disk ext4 rw 0 0\n";
-        let want: Vec<PathBuf> = ["/", "/proc", "/mnt/my disk"].map(PathBuf::from).to_vec();
-        assert_eq!(mount_points(text), want);
     }
 }

@@ -1,4 +1,6 @@
-//! Shell patterns as modprobe matches them: `fnmatch(pattern, text, 0)` of glibc.
+//! Shell patterns, the one matcher of this project: `fnmatch(pattern, text, 0)` of glibc, as
+//! modprobe matches module aliases and as [`crate::sysroot::Sysroot::glob`] matches each
+//! component of a path.
 //!
 //! Module aliases are patterns (`pci:v00008086d00002922sv*sd*bc*sc*i*`,
 //! `usb:v13FDp3940d0[0-2]*dc*...`) matched against the `modalias` of a device. With flags 0,
@@ -9,7 +11,7 @@
 /// Whether `text` matches the shell pattern `pattern` (`*`, `?`, `[...]` with ranges, `!`/`^`
 /// negation and `[:class:]`, `\` escapes), as glibc's `fnmatch(pattern, text, 0) == 0`.
 pub fn fnmatch(pattern: &str, text: &str) -> bool {
-    matches(pattern.as_bytes(), text.as_bytes())
+    fnmatch_bytes(pattern.as_bytes(), text.as_bytes())
 }
 
 /// The literal start of a pattern: everything before its first `*`, `?`, `[` or `\`.
@@ -24,7 +26,8 @@ pub fn literal_prefix(pattern: &str) -> &str {
     &pattern[..end]
 }
 
-fn matches(p: &[u8], t: &[u8]) -> bool {
+/// [`fnmatch`] on bytes (file names need not be UTF-8).
+pub fn fnmatch_bytes(p: &[u8], t: &[u8]) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     // After a `*`: the pattern index just past it and the text index it currently absorbs up to.
     let mut resume: Option<(usize, usize)> = None;
@@ -198,5 +201,14 @@ mod tests {
         assert_eq!(literal_prefix("usb:v13FDp3940d0[0-2]"), "usb:v13FDp3940d0");
         assert_eq!(literal_prefix("fs-ext4"), "fs-ext4");
         assert_eq!(literal_prefix("*"), "");
+    }
+
+    #[test]
+    fn fnmatch_bytes_glob_component_cases() {
+        assert!(fnmatch_bytes(b"*.conf", b"libc.conf"));
+        assert!(!fnmatch_bytes(b"*.conf", b"libc.conf.bak"));
+        assert!(fnmatch_bytes(b"lib?.[a-c]", b"libx.b"));
+        assert!(!fnmatch_bytes(b"[!a]*", b"abc"));
+        assert!(fnmatch_bytes(b"\\*", b"*"));
     }
 }
