@@ -116,3 +116,25 @@ pub fn sshd_config(sftp_server: Option<&str>) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sshd_config_key_only_root() {
+        let c = sshd_config(Some("/usr/lib/openssh/sftp-server"));
+        for line in [
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "UsePAM no",
+            "PidFile /run/sshd.pid",
+            "AuthorizedKeysFile .ssh/authorized_keys",
+            "HostKey /etc/ssh/ssh_host_ed25519_key",
+            "Subsystem sftp /usr/lib/openssh/sftp-server",
+        ] {
+            assert!(c.lines().any(|l| l == line), "{line} missing:\n{c}");
+        }
+        assert!(!sshd_config(None).contains("Subsystem"));
+    }
+}

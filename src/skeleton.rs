@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::closure::{self, Closure};
 use crate::manifest::Kind;
-use crate::rescue::{self as ssh, Net, REAR_RESTORE, RESCUE_JSON, RescueConfig, VERSION};
+use crate::rescue::{self, Net, REAR_RESTORE, RESCUE_JSON, RescueConfig, VERSION};
 use crate::sysroot::Sysroot;
 
 /// On or off, for flags.
@@ -174,15 +174,15 @@ pub fn add_to_image(
                     .to_owned(),
             );
         }
-        let sftp = ssh::SFTP_PATHS
+        let sftp = rescue::SFTP_PATHS
             .iter()
             .find(|p| sys.is_file(Path::new(p)))
             .copied();
         c.add_special("/etc/ssh", Kind::Dir, 0o755, by)?;
         c.add_special("/var/empty", Kind::Dir, 0o755, by)?;
         c.add_generated(
-            ssh::SSHD_CONFIG,
-            ssh::sshd_config(sftp).into_bytes(),
+            rescue::SSHD_CONFIG,
+            rescue::sshd_config(sftp).into_bytes(),
             0o644,
             by,
         )?;
@@ -194,18 +194,18 @@ pub fn add_to_image(
                     error,
                 })
             })?),
-            None => sys.read(Path::new(ssh::AUTHORIZED_KEYS)).ok(),
+            None => sys.read(Path::new(rescue::AUTHORIZED_KEYS)).ok(),
         };
         match keys.filter(|k| count_keys(k) > 0) {
             Some(k) => {
                 c.add_special("/root/.ssh", Kind::Dir, 0o700, by)?;
-                c.add_generated(ssh::AUTHORIZED_KEYS, k, 0o600, by)?;
+                c.add_generated(rescue::AUTHORIZED_KEYS, k, 0o600, by)?;
             }
             None => c.warn(format!(
                 "no SSH keys for root ({}): nobody can log in to the rescue system over ssh; pass --ssh-authorized-keys FILE",
                 o.authorized_keys
                     .as_ref()
-                    .map_or_else(|| format!("{} on the host", ssh::AUTHORIZED_KEYS), |p| p.display().to_string())
+                    .map_or_else(|| format!("{} on the host", rescue::AUTHORIZED_KEYS), |p| p.display().to_string())
             )),
         }
     }
