@@ -21,12 +21,12 @@
 //! from the tar headers going by ([`stream::TarObserver`]), so no second pass is needed.
 
 pub mod cli;
-pub mod config;
+pub use rear_model::backup::config;
 pub mod locate;
 pub mod recipe;
 pub mod stream;
 pub mod tar;
-pub mod url;
+pub use rear_model::backup::url;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 
 pub mod capture;
 pub mod diff;
-pub mod model;
+pub use rear_model::layout::model;
 pub mod parse;
 pub mod plan;
 pub mod prune;

@@ -367,7 +367,7 @@ impl Report {
 mod tests {
     use super::*;
 
-    const FIXTURE_V1: &str = include_str!("../tests/fixtures/report-v1.json");
+    const FIXTURE_V1: &str = include_str!("../../../tests/fixtures/report-v1.json");
 
     #[test]
     fn from_json_reads_the_v1_fixture() {

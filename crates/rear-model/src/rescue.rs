@@ -1,6 +1,6 @@
 //! `/etc/rear/rescue.json` and the other files through which `rear-mkimage` tells the rescue
 //! system how to come up: a versioned serde contract shared by both binaries (the build side is
-//! [`crate::skeleton`], the boot side `restore::init`). The files are documented in
+//! `skeleton` in `rear-mkimage`, the boot side `restore::init`). The files are documented in
 //! `docs/rescue.md`.
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The storage layout of a host: the versioned contract between `rear-mkimage` (which
-//! captures it, [`super::capture`]) and `rear-restore` (which plans and replays it,
-//! [`super::plan`]). Serialised as JSON; `docs/layout.md` documents every field.
+//! captures it, `layout::capture`) and `rear-restore` (which plans and replays it,
+//! `layout::plan`). Serialised as JSON; `docs/layout.md` documents every field.
 //!
 //! Devices refer to each other by the path the host used (`/dev/sda2`, `/dev/md0`,
 //! `/dev/mapper/vg0-root`): a RAID lists its members by those paths, an LVM physical volume

@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 /// The recipes shipped with the tool, embedded at build time: (name, TOML text).
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("base", include_str!("../../recipes/base.toml")),
-    ("network", include_str!("../../recipes/network.toml")),
-    ("ssh", include_str!("../../recipes/ssh.toml")),
+    ("base", include_str!("../../../../recipes/base.toml")),
+    ("network", include_str!("../../../../recipes/network.toml")),
+    ("ssh", include_str!("../../../../recipes/ssh.toml")),
 ];
 
 /// The recipes every build uses unless told otherwise.
