@@ -828,12 +828,17 @@ fn tool_optional(program: &str, args: &[&str], package: &str) -> Result<Option<S
 /// - blkid exits 2 when it finds no signature, and says nothing; when it cannot open the
 ///   device (EPERM, EACCES, EIO) it also exits 2, but prints `error: DEV: <reason>`;
 /// - sfdisk says "does not contain a recognized partition table";
+/// - blkid and sfdisk on a drive without a medium (a floppy drive with no disk, an empty card
+///   reader: ENXIO, ENOMEDIUM) say "No such device or address" or "No medium found": there is
+///   nothing on it to recreate;
 /// - lsattr on a file system without attribute support says "Operation not supported" or
 ///   "Inappropriate ioctl for device".
 fn says_nothing_there(program: &str, code: Option<i32>, stderr: &str) -> bool {
+    let no_medium =
+        stderr.contains("No such device or address") || stderr.contains("No medium found");
     match program {
-        "blkid" => code == Some(2) && stderr.trim().is_empty(),
-        "sfdisk" => stderr.contains("does not contain a recognized partition table"),
+        "blkid" => code == Some(2) && (stderr.trim().is_empty() || no_medium),
+        "sfdisk" => no_medium || stderr.contains("does not contain a recognized partition table"),
         "lsattr" => {
             stderr.contains("Operation not supported")
                 || stderr.contains("Inappropriate ioctl for device")
@@ -1231,6 +1236,22 @@ mod tests {
             "blkid: error: /dev/vda: Operation not permitted"
         ));
         assert!(!says_nothing_there("blkid", Some(4), ""));
+        // QEMU's floppy drive without a disk, as the e2e source systems have one.
+        assert!(says_nothing_there(
+            "blkid",
+            Some(2),
+            "blkid: error: /dev/fd0: No such device or address"
+        ));
+        assert!(says_nothing_there(
+            "sfdisk",
+            Some(1),
+            "sfdisk: cannot open /dev/fd0: No such device or address"
+        ));
+        assert!(says_nothing_there(
+            "blkid",
+            Some(2),
+            "blkid: error: /dev/sdc: No medium found"
+        ));
         assert!(says_nothing_there(
             "sfdisk",
             Some(1),
