@@ -67,29 +67,43 @@ impl Staged {
         Ok(self.path)
     }
 
-    /// [`commit_all`] of this one file.
+    /// [`commit_all`] of this one file (the caller knows its path).
     pub fn commit(self, mode: u32) -> io::Result<()> {
-        commit_all(vec![self], mode)
+        commit_all(vec![self], mode).map_err(|e| e.error)
     }
 }
 
+/// A file (or its directory) that [`commit_all`] could not put in place.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", .path.display())]
+pub struct CommitError {
+    /// The file's final path, or the directory that could not be synced.
+    pub path: PathBuf,
+    /// What the kernel said.
+    #[source]
+    pub error: io::Error,
+}
+
 /// Puts every staged file in place, in order, with `mode`, then syncs each directory once.
-/// On an error the files not yet renamed are removed and the error names nothing: the caller
-/// adds the path it was writing.
-pub fn commit_all(staged: Vec<Staged>, mode: u32) -> io::Result<()> {
+/// On an error the files not yet renamed are removed; the error names the file.
+pub fn commit_all(staged: Vec<Staged>, mode: u32) -> Result<(), CommitError> {
     let mut dirs = BTreeSet::new();
     for s in staged {
-        let path = s.persist(mode)?;
+        let path = s.path.clone();
+        let path = s
+            .persist(mode)
+            .map_err(|error| CommitError { path, error })?;
         if let Some(d) = path.parent() {
             dirs.insert(d.to_path_buf());
         }
     }
     for d in dirs {
-        sync_dir(if d.as_os_str().is_empty() {
-            Path::new(".")
+        let d = if d.as_os_str().is_empty() {
+            PathBuf::from(".")
         } else {
-            &d
-        })?;
+            d
+        };
+        sync_dir(&d).map_err(|error| CommitError { path: d, error })?;
     }
     Ok(())
 }
@@ -147,6 +161,21 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "2");
         let m = std::fs::metadata(d.path().join("b")).unwrap().mode() & 0o777;
         assert_eq!(m, 0o644);
+    }
+
+    #[test]
+    fn commit_all_error_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("out.iso");
+        let s = Staged::new(&target).unwrap();
+        // A directory in the way: the rename fails.
+        std::fs::create_dir_all(target.join("x")).unwrap();
+        let e = commit_all(vec![s], 0o644).unwrap_err();
+        assert_eq!(e.path, target);
+        assert!(
+            e.to_string().starts_with(&target.display().to_string()),
+            "{e}"
+        );
     }
 
     #[test]

@@ -111,8 +111,7 @@ impl<'a> Closure<'a> {
 
     /// Looks a program up on [`PATH`] and adds it; `Ok(false)` when it is missing.
     pub fn add_program(&mut self, name: &str, why: &str) -> Result<bool, Error> {
-        let dirs: Vec<PathBuf> = PATH.iter().map(PathBuf::from).collect();
-        let Some(path) = self.sys.which(name, &dirs) else {
+        let Some(path) = self.sys.which_on_path(name) else {
             return Ok(false);
         };
         let data = self.sys.read(&path)?;
@@ -427,8 +426,7 @@ impl<'a> Closure<'a> {
             if interp.file_name().is_some_and(|n| n == "env")
                 && let Some(prog) = script_env_program(data)
             {
-                let dirs: Vec<PathBuf> = PATH.iter().map(PathBuf::from).collect();
-                match self.sys.which(&prog, &dirs) {
+                match self.sys.which_on_path(&prog) {
                     Some(p) => out.push((p, why.clone())),
                     None => {
                         return Err(Error::Missing {

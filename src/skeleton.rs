@@ -132,7 +132,7 @@ pub fn add_to_image(
     epoch: u64,
 ) -> Result<(), closure::Error> {
     let by = "rescue settings";
-    let sshd_on_host = sys.which("sshd", &path_dirs()).is_some();
+    let sshd_on_host = sys.which_on_path("sshd").is_some();
     let ssh = o.ssh.unwrap_or(sshd_on_host);
     let config = RescueConfig {
         version: VERSION,
@@ -226,11 +226,6 @@ pub fn add_to_image(
         by,
     )?;
     Ok(())
-}
-
-/// The directories `sshd` is looked for in on the host.
-fn path_dirs() -> Vec<PathBuf> {
-    crate::sysroot::PATH.iter().map(PathBuf::from).collect()
 }
 
 /// How many lines of an authorized_keys file look like keys (not empty, not comments).

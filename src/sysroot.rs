@@ -311,11 +311,20 @@ impl Sysroot {
     /// would: the first existing regular file with an execute bit. A name with a `/` is taken
     /// as a path.
     pub fn which(&self, name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+        self.which_in(name, dirs.iter().map(PathBuf::as_path))
+    }
+
+    /// [`Sysroot::which`] on [`PATH`], the directories a root shell searches.
+    pub fn which_on_path(&self, name: &str) -> Option<PathBuf> {
+        self.which_in(name, PATH.iter().map(Path::new))
+    }
+
+    fn which_in<'a>(&self, name: &str, dirs: impl Iterator<Item = &'a Path>) -> Option<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let candidates: Vec<PathBuf> = if name.contains('/') {
             vec![PathBuf::from(name)]
         } else {
-            dirs.iter().map(|d| d.join(name)).collect()
+            dirs.map(|d| d.join(name)).collect()
         };
         candidates.into_iter().find(|p| {
             self.metadata(p)

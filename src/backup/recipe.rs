@@ -307,7 +307,7 @@ impl BackupMethod for RecipeMethod {
             super::INFO,
             info.to_json().as_bytes(),
         )?];
-        super::tar::commit(job.dest, staged)?;
+        super::tar::commit(staged)?;
         Ok(BackupReport {
             dir: job.dest.to_path_buf(),
             archive: None,

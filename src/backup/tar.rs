@@ -122,8 +122,11 @@ pub(super) fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<Staged, Erro
 }
 
 /// Puts staged files in place, in order, readable by root only, and syncs the directory.
-pub(super) fn commit(dir: &Path, staged: Vec<Staged>) -> Result<(), Error> {
-    crate::atomic::commit_all(staged, 0o600).map_err(io(dir))
+pub(super) fn commit(staged: Vec<Staged>) -> Result<(), Error> {
+    crate::atomic::commit_all(staged, 0o600).map_err(|e| Error::Io {
+        path: e.path,
+        error: e.error,
+    })
 }
 
 /// The hex digest of a `sha256sum` line for `name`.
@@ -254,7 +257,7 @@ impl BackupMethod for TarMethod {
             // The checksum last: its presence says the backup is complete.
             stage(dir, SHA256, format!("{sha256}  {ARCHIVE}\n").as_bytes())?,
         ];
-        commit(dir, all)?;
+        commit(all)?;
         Ok(BackupReport {
             dir: dir.to_path_buf(),
             archive: Some(archive),

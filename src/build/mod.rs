@@ -319,11 +319,10 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let mut names = opts.recipes.clone();
     // The ssh recipe follows the rescue system's ssh setting (default: on when the host has an
     // OpenSSH server), so `--ssh off` leaves sshd out and a host without it builds fine.
-    let path: Vec<PathBuf> = crate::sysroot::PATH.iter().map(PathBuf::from).collect();
     let ssh = opts
         .rescue
         .ssh
-        .unwrap_or_else(|| sys.which("sshd", &path).is_some());
+        .unwrap_or_else(|| sys.which_on_path("sshd").is_some());
     if ssh && !names.iter().any(|n| n == "ssh") {
         names.push("ssh".to_string());
     }
@@ -950,9 +949,9 @@ impl Outputs {
             })?;
         let mut all = self.pending;
         all.push(sums_tmp);
-        crate::atomic::commit_all(all, 0o644).map_err(|error| Error::Output {
-            path: self.dir.clone(),
-            error,
+        crate::atomic::commit_all(all, 0o644).map_err(|e| Error::Output {
+            path: e.path,
+            error: e.error,
         })?;
         Ok(artefacts)
     }

@@ -179,13 +179,9 @@ pub fn modules(layout: &Layout) -> Vec<&'static str> {
 /// Checks that the build host has every required program and returns the recipe that puts
 /// them and the modules into the image; `origin` names the layout in messages.
 pub fn recipe(sys: &Sysroot, layout: &Layout, origin: &str) -> Result<Recipe, Error> {
-    let path: Vec<std::path::PathBuf> = crate::sysroot::PATH
-        .iter()
-        .map(std::path::PathBuf::from)
-        .collect();
     let needs = needs(layout);
     for n in needs.iter().filter(|n| !n.optional) {
-        if sys.which(n.program, &path).is_none() {
+        if sys.which_on_path(n.program).is_none() {
             return Err(Error::Missing {
                 program: n.program.to_string(),
                 package: n.package.to_string(),
