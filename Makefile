@@ -25,7 +25,7 @@ TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 ovmf cpio kmod zstd xz-utils 
 	python3 python3-pip chromium chromium-driver postgresql debootstrap qemu-utils \
 	tar acl attr restic borgbackup rsync
 
-.PHONY: all iso build static deps-build deps-test ensure-test test fmt-check clippy unit servertest vmtest bench bench-server clean
+.PHONY: all iso build static deps-build deps-test ensure-test test fmt-check clippy crate-deps unit servertest vmtest bench bench-server clean
 
 all: build
 
@@ -33,9 +33,14 @@ deps-build:
 	@$(ENSURE) $(BUILD_PACKAGES)
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
+# The S3 media tests of tests/server need moto's S3-compatible server (PyPI, not packaged by
+# Debian); `cargo test` runs them with the rest.
 deps-test:
 	@$(ENSURE) $(TEST_PACKAGES)
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+	@python3 -c 'import moto.server' 2>/dev/null || \
+		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet 'moto[server]'
+	@python3 -c 'import moto.server' || { echo "error: moto did not install (pip install 'moto[server]')" >&2; exit 1; }
 
 # .ci/ensure-packages itself, against this machine's apt-get and dpkg (root): absent and present
 # packages, an unknown one, an install that would remove a package, a local version that
@@ -43,9 +48,11 @@ deps-test:
 ensure-test:
 	.ci/test-ensure-packages
 
-# Both binaries, statically linked, for the image and for installing.
+# rear-mkimage and rear-restore, statically linked, for the image and for installing; each
+# package built on its own, so that rear-restore links only its own dependencies' features.
 static:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) --bins
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p rear-restore
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p rear-mkimage
 
 build: deps-build static
 
@@ -71,17 +78,33 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --locked --all-targets --features vmtest,server -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets --features vmtest -- -D warnings
 
+# Each program links only what it needs (STYLE.md §2.11): the static PID 1 no async runtime,
+# TLS, ISO writer or ELF reader; the server no compressor of the build side.
+RESTORE_FORBIDDEN := tokio axum hyper rustls ring goblin hadris-cpio hadris-fat hadris-fs \
+	hadris-io hadris-iso hadris-storage rusqlite postgres
+SERVER_FORBIDDEN := liblzma liblzma-sys zstd zstd-sys
+crate-deps:
+	@tree=$$($(CARGO) tree --locked -p rear-restore -e normal --prefix none); \
+	for c in $(RESTORE_FORBIDDEN); do \
+		if grep -q "^$$c v" <<<"$$tree"; then echo "error: rear-restore depends on $$c:" >&2; \
+			$(CARGO) tree --locked -p rear-restore -e normal -i $$c >&2; exit 1; fi; done
+	@tree=$$($(CARGO) tree --locked -p rear-server --prefix none); \
+	for c in $(SERVER_FORBIDDEN); do \
+		if grep -q "^$$c v" <<<"$$tree"; then echo "error: rear-server depends on $$c:" >&2; \
+			$(CARGO) tree --locked -p rear-server -i $$c >&2; exit 1; fi; done
+	@echo "crate-deps: rear-restore has none of $(RESTORE_FORBIDDEN); rear-server has none of $(SERVER_FORBIDDEN)"
+
+# Unit tests, the CLI tests of each program (tests/it), rear-server against real HTTP
+# requests on 127.0.0.1 with SQLite, PostgreSQL and Chromium (tests/server).
 unit:
 	$(CARGO) test --locked
 
-# rear-server against real HTTP requests on 127.0.0.1; the S3 media tests need moto's
-# S3-compatible server (PyPI, not packaged by Debian).
+# The server's system tests alone (also part of `unit`); they run the last built binaries.
 servertest:
-	@python3 -c 'import moto.server' 2>/dev/null || \
-		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet 'moto[server]'
-	$(CARGO) test --locked --features server --test server
+	$(CARGO) build --locked --bins
+	$(CARGO) test --locked --test server
 
 # Debian's Microsoft-signed shim and signed GRUB, unpacked (not installed: installed, they
 # would make every test ISO use them) for the Secure Boot test.
@@ -97,7 +120,7 @@ vmtest: static $(SIGNED_ROOT)
 	REAR_BIN_DIR=$(CURDIR)/$(BIN_DIR) REAR_SIGNED_ROOT=$(CURDIR)/$(SIGNED_ROOT) \
 		$(CARGO) test --locked --features vmtest --test vm -- --test-threads=2
 
-test: ensure-test deps-test fmt-check clippy unit servertest vmtest
+test: ensure-test deps-test fmt-check clippy crate-deps unit vmtest
 
 bench: build
 	@$(ENSURE) initramfs-tools bc rear xorriso qemu-system-x86 openssh-server openssh-client zstd tar

@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rear::report::{Build, Report};
-use rear::server::{auth, db};
+use rear_model::report::{Build, Report};
+use rear_server::{auth, db};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
 const FIXTURE: &str = include_str!("../tests/fixtures/report-v1.json");
@@ -136,7 +136,7 @@ fn seed(path: &Path, a: &Args, template: &Report) -> usize {
                         let created = start + k as u64 * 3600;
                         let r = report(template, i, created, (i + k) % 17 == 0);
                         let body = r.to_json();
-                        let id = rear::manifest::sha256_hex(body.as_bytes());
+                        let id = rear_model::manifest::sha256_hex(body.as_bytes());
                         db::insert_report(&tx, &id, &name(i), &r, &body, created + 5)?;
                         stored += 1;
                         last = Some((id, r));

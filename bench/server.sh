@@ -8,4 +8,4 @@
 # Needs about 3 GB of free space in $TMPDIR (or --dir) for the database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${CARGO:-cargo}" bench --locked --features server --bench server -- "$@"
+exec "${CARGO:-cargo}" bench --locked -p rear-server --bench server -- "$@"

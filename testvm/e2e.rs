@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rear::media::qemu::Firmware;
+use rear_mkimage::media::qemu::Firmware;
 
 use crate::qemu::{Vm, pflash_args};
 use crate::sysimage::{self, READY, Variant};
@@ -95,8 +95,8 @@ fn blank(path: &Path, size: u64) -> PathBuf {
 fn firmware_args(fw: Firmware, scratch: &Path) -> Vec<String> {
     match fw {
         Firmware::Uefi => pflash_args(
-            rear::media::qemu::OVMF_CODE,
-            rear::media::qemu::OVMF_VARS,
+            rear_mkimage::media::qemu::OVMF_CODE,
+            rear_mkimage::media::qemu::OVMF_VARS,
             scratch,
         ),
         Firmware::Bios => Vec::new(),

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rear::media::MediaInput;
-use rear::media::bootfiles::{self, EfiLoader};
-use rear::media::iso::Backend;
-use rear::sysroot::Sysroot;
+use rear_mkimage::media::MediaInput;
+use rear_mkimage::media::bootfiles::{self, EfiLoader};
+use rear_mkimage::media::iso::Backend;
+use rear_sys::sysroot::Sysroot;
 
 use crate::qemu::{Vm, pflash_args};
 
@@ -71,7 +71,7 @@ fn make_iso(sys: &Sysroot, backend: Backend) -> Built {
     let iso = dir.path().join("rear-vmtest.iso");
     let mut file = std::fs::File::create(&iso).unwrap();
     let started = Instant::now();
-    let report = rear::media::iso::write_iso_with(sys, &input, backend, &mut file).unwrap();
+    let report = rear_mkimage::media::iso::write_iso_with(sys, &input, backend, &mut file).unwrap();
     eprintln!(
         "ISO ({:?}) {} bytes, ESP {} bytes, EFI loader {}, written in {:.2} s",
         report.backend,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rear::layout::Layout;
-use rear::layout::model::partition_path;
+use rear_model::layout::model::partition_path;
+use rear_sys::layout::Layout;
 
 use crate::boot::build_initrd;
 use crate::qemu::{Vm, kernel_args};
@@ -331,9 +331,9 @@ fn check(name: &str, out: &BTreeMap<String, String>, renames: &[(&str, &str)]) {
                 lv.name
             );
             let seg = match &lv.kind {
-                rear::layout::model::LvKind::Linear => "linear",
-                rear::layout::model::LvKind::ThinPool { .. } => "thin-pool",
-                rear::layout::model::LvKind::Thin { .. } => "thin",
+                rear_model::layout::model::LvKind::Linear => "linear",
+                rear_model::layout::model::LvKind::ThinPool { .. } => "thin-pool",
+                rear_model::layout::model::LvKind::Thin { .. } => "thin",
                 other => panic!("{other:?}"),
             };
             assert_eq!(row["segtype"], seg, "{}", lv.name);

@@ -1,7 +1,7 @@
 //! QEMU boot tests (`make vmtest`, part of `make test`; not run by a bare `cargo test`).
 //!
 //! They run the binaries from `REAR_BIN_DIR` (the static release build that `make vmtest`
-//! makes) or, without it, cargo's own build of this package, and boot what they build under
+//! makes) or, without it, cargo's own build (`rear_tests::bin`), and boot what they build under
 //! `qemu-system-x86_64 -accel tcg`, waiting for marker lines on the serial console.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,8 +16,6 @@ mod pxe;
 mod qemu;
 mod static_init;
 mod sysimage;
-#[path = "../src/testutil/tools.rs"]
-mod tools;
 mod usb;
 mod verify;
 
@@ -28,19 +26,12 @@ use std::process::Command;
 /// test starts with it. Under `CI` a missing tool fails the test at once with its package;
 /// elsewhere the test is skipped with that reason.
 pub fn preflight() -> bool {
-    tools::preflight("vm")
+    rear_testutil::tools::preflight("vm")
 }
 
-/// Path of one of this package's binaries, preferring `REAR_BIN_DIR`.
+/// Path of one of the programs, preferring `REAR_BIN_DIR` (the static build).
 pub fn bin(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("REAR_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    match name {
-        "rear-mkimage" => PathBuf::from(env!("CARGO_BIN_EXE_rear-mkimage")),
-        "rear-restore" => PathBuf::from(env!("CARGO_BIN_EXE_rear-restore")),
-        other => panic!("unknown binary {other}"),
-    }
+    rear_tests::bin(name)
 }
 
 /// An ext4 image (`dir/tools.img`, label REARTOOLS) holding the static rear binaries and

@@ -1,13 +1,13 @@
 //! The PXE tree boots over the network: QEMU's built-in DHCP/TFTP server (`-netdev user,tftp=`)
-//! serves the tree written by `rear::media::pxe::write_pxe_tree`; SeaBIOS runs QEMU's iPXE
+//! serves the tree written by `rear_mkimage::media::pxe::write_pxe_tree`; SeaBIOS runs QEMU's iPXE
 //! option ROM, which loads `<host>.ipxe` (and through it kernel and initrd by relative URL),
 //! or `pxelinux.0`, which finds `pxelinux.cfg/01-<mac>`. Both reach `rear rescue ready`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rear::media::MediaInput;
-use rear::media::pxe::write_pxe_tree;
+use rear_mkimage::media::MediaInput;
+use rear_mkimage::media::pxe::write_pxe_tree;
 
 use crate::boot::build_initrd;
 use crate::qemu::Vm;

@@ -11,7 +11,7 @@ fn static_rear_restore_has_no_interpreter() {
     );
     let path = crate::bin("rear-restore");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let info = rear::resolve::elf::parse(Path::new(&path), &bytes)
+    let info = rear_mkimage::resolve::elf::parse(Path::new(&path), &bytes)
         .unwrap()
         .expect("rear-restore is not an ELF file");
     assert_eq!(

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rear::media::qemu::Firmware;
+use rear_mkimage::media::qemu::Firmware;
 use sha2::{Digest, Sha256};
 
 use crate::boot::build_initrd;

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rear::media::MediaInput;
-use rear::sysroot::Sysroot;
+use rear_mkimage::media::MediaInput;
+use rear_sys::sysroot::Sysroot;
 
 use crate::qemu::{Vm, pflash_args};
 
@@ -49,7 +49,8 @@ fn built() -> &'static Built {
         let image = dir.path().join("rear-vmtest.usb.img");
         let started = Instant::now();
         let report =
-            rear::media::usb::write_usb_image(&Sysroot::host(), &input, 64 << 20, &image).unwrap();
+            rear_mkimage::media::usb::write_usb_image(&Sysroot::host(), &input, 64 << 20, &image)
+                .unwrap();
         eprintln!(
             "USB image {} bytes, partitions {:?}, written in {:.2} s",
             report.size,
@@ -175,7 +176,7 @@ fn boot(name: &str, firmware: Firmware, attach: Attach) {
             seen,
             "{disk}1 or {disk}2 missing from /proc/partitions:\n{out}"
         ),
-        // Known gap of the rescue init (src/restore): modules are loaded once at boot
+        // Known gap of the rescue init (crates/rear-restore): modules are loaded once at boot
         // (coldplug); a USB stick enumerated after that gets no usb-storage driver.
         Attach::UsbStick if !seen => eprintln!(
             "{name}: NOTE: the rescue system does not see the USB stick: usb-storage is not \

@@ -1,11 +1,11 @@
-//! `rear::media::verify::boot_check`, the check behind `rear-mkimage verify --boot`: a good
+//! `rear_mkimage::media::verify::boot_check`, the check behind `rear-mkimage verify --boot`: a good
 //! kernel + initrd pair passes (BIOS and UEFI); a broken initrd fails in bounded time with
 //! console lines in the error.
 
 use std::time::{Duration, Instant};
 
-use rear::media::qemu::Firmware;
-use rear::media::verify::{BootOptions, Error, boot_check};
+use rear_mkimage::media::qemu::Firmware;
+use rear_mkimage::media::verify::{BootOptions, Error, boot_check};
 
 use crate::boot::build_initrd;
 

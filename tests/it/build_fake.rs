@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
-use rear::manifest::{ImagePath, Kind, Manifest, Source};
+use rear_model::manifest::{ImagePath, Kind, Manifest, Source};
 
 use crate::elf_util::{DynElf, dyn_elf};
 use crate::kmod_util::sample_kernel;
@@ -284,12 +284,12 @@ fn fake_root_build_with_backup_carries_config_and_tar_and_backs_up_the_layout() 
         "tar for the restore"
     );
     // The image's configuration is the one the backup was made with.
-    let info = rear::backup::Info::load(&backup_dir.join("backup.json")).unwrap();
+    let info = rear_sys::backup::Info::load(&backup_dir.join("backup.json")).unwrap();
     assert_eq!(
         entry.sha256.as_deref(),
-        Some(rear::manifest::sha256_hex(info.config.to_json().as_bytes()).as_str())
+        Some(rear_model::manifest::sha256_hex(info.config.to_json().as_bytes()).as_str())
     );
-    assert_eq!(info.config.method, rear::backup::config::Method::Tar);
+    assert_eq!(info.config.method, rear_model::backup::config::Method::Tar);
     let list = std::fs::read_to_string(backup_dir.join("backup.files")).unwrap();
     assert!(list.contains("\t./etc/hostname\n"), "{list}");
     assert!(
@@ -387,7 +387,7 @@ fn fake_root_build_puts_the_backup_into_the_iso() {
             "backup.tar.zst.sha256"
         ]
     );
-    let info = rear::backup::Info::load(&extracted.join("backup.json")).unwrap();
+    let info = rear_sys::backup::Info::load(&extracted.join("backup.json")).unwrap();
     assert_eq!(info.config.url, "iso");
     let list = std::fs::read_to_string(extracted.join("backup.files")).unwrap();
     assert!(list.contains("\t./srv/data/marker\n"), "{list}");

@@ -126,17 +126,20 @@ fn host_initrd_inspect_lists_entries_and_manifest() {
     assert!(!text.contains(".ko"), "--modules none still has modules");
     let o = run(mkimage().arg("inspect").arg("--manifest").arg(&initrd));
     assert!(o.status.success());
-    let m = rear::manifest::Manifest::from_json(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    let m = rear_model::manifest::Manifest::from_json(&String::from_utf8_lossy(&o.stdout)).unwrap();
     let beside = std::fs::read_to_string(initrd.with_extension("manifest.json")).unwrap();
-    assert_eq!(m, rear::manifest::Manifest::from_json(&beside).unwrap());
+    assert_eq!(
+        m,
+        rear_model::manifest::Manifest::from_json(&beside).unwrap()
+    );
     let init = m
         .entries
-        .get(&rear::manifest::ImagePath::new("/init").unwrap())
+        .get(&rear_model::manifest::ImagePath::new("/init").unwrap())
         .expect("/init in manifest");
     assert_eq!(
         init.sha256.as_deref(),
         Some(
-            rear::manifest::sha256_hex(
+            rear_model::manifest::sha256_hex(
                 &std::fs::read(tmp.path().join("rear-restore.copy")).unwrap()
             )
             .as_str()

@@ -38,7 +38,7 @@ fn layout_save_then_check_detects_a_change() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&saved).unwrap();
-    let layout = rear::layout::Layout::from_json(&text, "saved").unwrap();
+    let layout = rear_sys::layout::Layout::from_json(&text, "saved").unwrap();
     assert!(!layout.disks.is_empty(), "{text}");
 
     let check = || {

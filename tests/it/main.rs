@@ -1,12 +1,7 @@
 //! CLI tests: `rear-mkimage` run as a program, on this machine and on fake sysroots.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../src/testutil/elf.rs"]
-mod elf_util;
-#[path = "../../src/testutil/kmod.rs"]
-mod kmod_util;
-#[path = "../../src/testutil/tools.rs"]
-mod tools;
+use rear_testutil::{elf as elf_util, kmod as kmod_util, tools};
 
 mod backup;
 mod build_errors;
@@ -20,14 +15,14 @@ use std::process::{Command, Output};
 
 /// `rear-mkimage` with a fixed `SOURCE_DATE_EPOCH` and cargo's `rear-restore` as `/init`.
 pub fn mkimage() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rear-mkimage"));
+    let mut c = Command::new(rear_tests::bin("rear-mkimage"));
     c.env("SOURCE_DATE_EPOCH", "1700000000");
     c
 }
 
 /// Path of cargo's build of rear-restore.
 pub fn restore_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rear-restore"))
+    rear_tests::bin("rear-restore")
 }
 
 /// A tiny static ELF (no PT_INTERP) standing in for `/init` on fake sysroots, which have no

@@ -1,84 +1,71 @@
-//! The module graph of the library points one way: every module belongs to one of the crates
-//! the workspace is being split into (DESIGN.md, STYLE.md §1), and a module may use only its
-//! own crate and the crates below it:
+//! The crate graph of the workspace points one way, and so does the module graph inside each
+//! crate (DESIGN.md, STYLE.md §1):
 //!
 //! ```text
-//! model (contracts: serde types, formats)  <-  sys (exec, sysroot, kmod, capture, backup)
-//!   ^                                            ^
-//!   +-- server            mkimage (build side) --+-- restore (rescue side)
+//! rear-model (contracts: serde types, formats)  <-  rear-sys (exec, sysroot, kmod, capture, backup)
+//!   ^                                                 ^
+//!   +-- rear-server        rear-mkimage (build side) --+-- rear-restore (rescue side)
 //! ```
 //!
-//! The model is already its own crate (`crates/rear-model`, re-exported at its old paths by
-//! `src/lib.rs`), so the compiler keeps it free of the others; the rest still lives in `src/`.
-//! The test reads the `crate::` and `super::` paths of every source file there (comments and
-//! test modules left out), maps each to its crate by [`CRATE_OF`] (longest prefix) and fails on
-//! an edge the table does not allow, on a cycle between the units of [`CRATE_OF`], and on a
-//! module that [`CRATE_OF`] does not place. A new module gets a line there.
+//! Cargo refuses a cycle between crates; this test also holds the crates to that order: a
+//! crate's `Cargo.toml` may depend on, and its code may name (`rear_*::`), only the crates
+//! [`ALLOWED`] lists for it. Inside a crate it reads the `crate::` and `super::` paths of every
+//! source file (comments and test modules left out), maps each to the top-level module it is
+//! in, and fails on a cycle between top-level modules. The crates' own dependency trees (no
+//! tokio in rear-restore, no liblzma in rear-server) are checked by `make crate-deps`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Module path prefix -> the crate it belongs to.
-const CRATE_OF: &[(&str, &str)] = &[
-    ("archive", "mkimage"),
-    ("atomic", "sys"),
-    ("backup", "sys"),
-    ("backup::config", "model"),
-    ("backup::url", "model"),
-    ("build", "mkimage"),
-    ("closure", "mkimage"),
-    ("config", "model"),
-    ("exec", "sys"),
-    ("fnmatch", "sys"),
-    ("inventory", "mkimage"),
-    ("kmod", "sys"),
-    ("labels", "model"),
-    ("layout", "sys"),
-    ("layout::model", "model"),
-    ("layout::plan", "restore"),
-    ("logger", "sys"),
-    ("mail", "model"),
-    ("manifest", "model"),
-    ("media", "mkimage"),
-    ("mounts", "sys"),
-    ("netconf", "model"),
-    ("recipe", "model"),
-    ("report", "model"),
-    ("rescue", "model"),
-    ("resolve", "mkimage"),
-    ("restore", "restore"),
-    ("send", "mkimage"),
-    ("server", "server"),
-    ("skeleton", "mkimage"),
-    ("sysroot", "sys"),
-    ("timefmt", "model"),
-    ("units", "model"),
-];
-
-/// What each crate may use besides itself.
+/// What each crate may depend on and use besides itself.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("model", &[]),
-    ("sys", &["model"]),
-    ("mkimage", &["model", "sys"]),
-    ("restore", &["model", "sys"]),
-    ("server", &["model"]),
+    ("rear-model", &[]),
+    ("rear-sys", &["rear-model"]),
+    ("rear-mkimage", &["rear-model", "rear-sys"]),
+    ("rear-restore", &["rear-model", "rear-sys"]),
+    ("rear-server", &["rear-model"]),
+    ("rear-testutil", &["rear-model"]),
 ];
 
-/// The longest prefix of [`CRATE_OF`] that `module` is in or under, with its crate.
-fn unit_of(module: &str) -> Option<(&'static str, &'static str)> {
-    CRATE_OF
-        .iter()
-        .filter(|(prefix, _)| {
-            module == *prefix
-                || module
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with("::"))
-        })
-        .max_by_key(|(prefix, _)| prefix.len())
-        .copied()
+/// The workspace's `crates/` directory.
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates")
 }
 
-/// `src/a/b.rs` and `src/a/b/mod.rs` -> `a::b`.
+/// The `.rs` files below `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The `rear-*` packages a crate's `Cargo.toml` names in `[dependencies]`.
+fn rear_dependencies(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && line.starts_with("rear-") {
+            out.push(line.split([' ', '=']).next().unwrap().to_string());
+        }
+    }
+    out
+}
+
+/// `<crate>/src/a/b.rs` and `<crate>/src/a/b/mod.rs` -> `a::b`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Vec<String> = rel
@@ -180,67 +167,79 @@ fn path_tree(s: &str) -> (Vec<String>, &str) {
 }
 
 #[test]
-fn modules_use_only_their_crate_and_the_crates_below() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    let mut dirs = vec![src.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+fn crates_and_modules_point_one_way() {
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
-    let mut unplaced = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(crates_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
     let mut bad = Vec::new();
-    let mut units: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for file in &files {
-        let module = module_of(&src, file);
-        // The binaries and the crate root are the future crates' roots; testutil is test-only.
-        if module == "lib" || module.starts_with("bin::") || module.starts_with("testutil") {
-            continue;
-        }
-        let Some((unit, krate)) = unit_of(&module) else {
-            unplaced.push(module);
+    let mut all_cycles = Vec::new();
+    for name in &names {
+        let dir = crates_dir().join(name);
+        let Some(&may) = allowed.get(name.as_str()) else {
+            bad.push(format!("crate {name} has no line in ALLOWED"));
             continue;
         };
-        let text = code(&std::fs::read_to_string(file).unwrap());
-        let parent = module.rsplit_once("::").map_or("", |(p, _)| p).to_string();
-        let mut used = paths_after(&text, "crate::");
-        used.extend(
-            paths_after(&text, "super::")
-                .into_iter()
-                .filter(|p| !p.is_empty() && p != "*")
-                .map(|p| {
-                    format!("{parent}::{p}")
-                        .trim_start_matches("::")
-                        .to_string()
-                }),
-        );
-        for path in used {
-            let Some((to_unit, to_crate)) = unit_of(&path) else {
-                continue;
-            };
-            if to_crate != krate && !allowed[krate].contains(&to_crate) {
-                bad.push(format!("{module} ({krate}) uses {path} ({to_crate})"));
-            }
-            if to_unit != unit
-                && !to_unit.starts_with(&format!("{unit}::"))
-                && !unit.starts_with(&format!("{to_unit}::"))
-            {
-                units.entry(unit).or_default().insert(to_unit);
+        for dep in rear_dependencies(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()) {
+            if !may.contains(&dep.as_str()) {
+                bad.push(format!("{name}/Cargo.toml depends on {dep}"));
             }
         }
+        let src = dir.join("src");
+        let mut units: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in rust_files(&src) {
+            let module = module_of(&src, &file);
+            // Test-only helpers (`#[cfg(test)] mod testutil`) may use the dev-dependencies.
+            if module.starts_with("testutil") {
+                continue;
+            }
+            let text = code(&std::fs::read_to_string(&file).unwrap());
+            for path in paths_after(&text, "rear_") {
+                let krate = format!("rear-{}", path.split("::").next().unwrap());
+                // `rear_` also starts plain names (`rear_version`); only crate paths count.
+                if !path.contains("::") || !allowed.contains_key(krate.as_str()) {
+                    continue;
+                }
+                if krate != *name && !may.contains(&krate.as_str()) {
+                    bad.push(format!("{name}::{module} uses rear_{path}"));
+                }
+            }
+            // The crate roots are no stage of their own.
+            if matches!(module.as_str(), "lib" | "main") {
+                continue;
+            }
+            let unit = module.split("::").next().unwrap().to_string();
+            let parent = module.rsplit_once("::").map_or("", |(p, _)| p).to_string();
+            let mut used = paths_after(&text, "crate::");
+            used.extend(
+                paths_after(&text, "super::")
+                    .into_iter()
+                    .filter(|p| !p.is_empty() && p != "*")
+                    .map(|p| {
+                        format!("{parent}::{p}")
+                            .trim_start_matches("::")
+                            .to_string()
+                    }),
+            );
+            for path in used {
+                let to = path.split("::").next().unwrap().to_string();
+                // Only modules of the crate: items at its root (a macro, a re-export) are not.
+                let is_module = src.join(format!("{to}.rs")).is_file() || src.join(&to).is_dir();
+                if to != unit && is_module {
+                    units.entry(unit.clone()).or_default().insert(to);
+                }
+            }
+        }
+        let graph: BTreeMap<&str, BTreeSet<&str>> = units
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect()))
+            .collect();
+        for c in cycles(&graph) {
+            all_cycles.push(format!("{name}: {}", c.join(" <-> ")));
+        }
     }
-    assert!(
-        unplaced.is_empty(),
-        "modules without a line in CRATE_OF: {unplaced:?}"
-    );
     bad.sort();
     bad.dedup();
     assert!(
@@ -248,10 +247,10 @@ fn modules_use_only_their_crate_and_the_crates_below() {
         "uses against the crate order:\n{}",
         bad.join("\n")
     );
-    let cycles = cycles(&units);
     assert!(
-        cycles.is_empty(),
-        "modules that use each other in a circle: {cycles:?}"
+        all_cycles.is_empty(),
+        "modules that use each other in a circle:\n{}",
+        all_cycles.join("\n")
     );
 }
 
@@ -316,11 +315,15 @@ fn path_tree_expands_groups() {
     let (p, _) = path_tree("layout::model::MOUNT_ROOT)");
     assert_eq!(p, ["layout::model::MOUNT_ROOT"]);
     assert_eq!(
-        unit_of("layout::model::Layout"),
-        Some(("layout::model", "model"))
+        paths_after("use rear_sys::{exec, layout::Layout};", "rear_"),
+        ["sys::exec", "sys::layout::Layout"]
     );
-    assert_eq!(unit_of("layout::capture"), Some(("layout", "sys")));
-    assert_eq!(unit_of("layoutx"), None);
+    assert_eq!(
+        rear_dependencies(
+            "[dependencies]\nrear-model = { path = \"x\" }\nlog = \"1\"\n[dev-dependencies]\nrear-testutil = {}\n"
+        ),
+        ["rear-model"]
+    );
     let g: BTreeMap<&str, BTreeSet<&str>> = [
         ("a", ["b"].into()),
         ("b", ["c"].into()),

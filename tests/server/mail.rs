@@ -5,9 +5,9 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use rear::mail::{Envelope, compose};
+use rear_model::mail::{Envelope, compose};
 
-use super::{BIN, Backend, Server, now, report};
+use super::{Backend, Server, now, report};
 
 /// A signed message carrying the fixture report of `host`, signed with `token`, sent `age`
 /// seconds ago, with nonce bytes `nonce`.
@@ -69,7 +69,7 @@ s.quit()
 
 /// Pipes `msg` into `rear-server ingest-mail` with `config`; returns the exit code and stderr.
 fn ingest(config: &std::path::Path, msg: &[u8]) -> (i32, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(super::bin())
         .arg("--config")
         .arg(config)
         .arg("ingest-mail")

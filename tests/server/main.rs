@@ -21,10 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-#[path = "../../src/testutil/elf.rs"]
-mod elf_util;
-#[path = "../../src/testutil/tools.rs"]
-mod tools;
+use rear_testutil::{elf as elf_util, tools};
 
 /// Whether every tool of the server tests is here (`.ci/tools`, suite `server`: PostgreSQL,
 /// Chromium and its driver, python3), checked once; every test starts with it. Under `CI` a
@@ -33,7 +30,10 @@ fn preflight() -> bool {
     tools::preflight("server")
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_rear-server");
+/// The rear-server program under test.
+fn bin() -> std::path::PathBuf {
+    rear_tests::bin("rear-server")
+}
 const ENROLL: &str = "enroll-0123456789abcdef";
 const METRICS: &str = "metrics-0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
@@ -86,7 +86,7 @@ struct Server {
 fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .arg("hash-password")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -139,7 +139,7 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&config).arg("serve");
         if smtp {
             cmd.args(["--smtp", "127.0.0.1:0"]);
@@ -201,7 +201,7 @@ impl Server {
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -569,7 +569,7 @@ fn host_page_shows_tree_and_changes_between_reports(b: Backend) {
         let (code, html, _) = s.get(
             &format!(
                 "/host/web01?from={}&to={}",
-                rear::server::pages::encode(&from),
+                rear_server::pages::encode(&from),
                 id(&third)
             ),
             Some(&cookie),

@@ -7,9 +7,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{BIN, Backend, Server, elf_util};
+use super::{Backend, Server, elf_util};
 
-const MKIMAGE: &str = env!("CARGO_BIN_EXE_rear-mkimage");
 const KVER: &str = "1.0-test";
 
 /// Waits until the clock is in the next whole second: reports carry their time in seconds.
@@ -80,7 +79,7 @@ impl Fake {
 
     /// Runs a build with recipe `recipe` (`ok` or `broken`).
     fn build(&self, config: &Path, recipe: &str) -> Output {
-        Command::new(MKIMAGE)
+        Command::new(rear_tests::bin("rear-mkimage"))
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .args([
                 "--output",
@@ -225,15 +224,15 @@ fn mkimage_enrolls_and_uploads_media() {
     // upload needs the host's own token, which only the enrollment gave.
     let iso = f.path("rear-fakehost.iso");
     std::fs::write(&iso, b"not really an ISO").unwrap();
-    let sha = rear::manifest::sha256_hex(b"not really an ISO");
-    let config = rear::config::Config::load(&cfg, true)
+    let sha = rear_model::manifest::sha256_hex(b"not really an ISO");
+    let config = rear_model::config::Config::load(&cfg, true)
         .unwrap()
         .server
         .unwrap();
-    let mut facts = rear::report::Facts::default();
+    let mut facts = rear_model::report::Facts::default();
     facts.host.name = "fakehost".into();
-    let report = rear::report::Report::new(facts, None, super::now());
-    let d = rear::send::deliver(&config, &report, &[(iso, sha.clone())]);
+    let report = rear_model::report::Report::new(facts, None, super::now());
+    let d = rear_mkimage::send::deliver(&config, &report, &[(iso, sha.clone())]);
     assert_eq!((d.sent, d.media), (1, 1), "{:?}", d.warnings);
     let cookie = s.login();
     let (code, body, _) = s.get(&format!("/media/{sha}"), Some(&cookie));
@@ -259,8 +258,9 @@ fn mkimage_mails_through_sendmail_into_ingest_mail() {
     std::fs::write(
         &good,
         format!(
-            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{BIN}' --config '{}' ingest-mail\n",
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' --config '{}' ingest-mail\n",
             args.display(),
+            super::bin().display(),
             s.config.display()
         ),
     )
