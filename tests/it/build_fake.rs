@@ -388,7 +388,7 @@ fn fake_root_build_puts_the_backup_into_the_iso() {
         ]
     );
     let info = rear_sys::backup::Info::load(&extracted.join("backup.json")).unwrap();
-    assert_eq!(info.config.url, "iso");
+    assert_eq!(info.config.url.to_string(), "iso");
     let list = std::fs::read_to_string(extracted.join("backup.files")).unwrap();
     assert!(list.contains("\t./srv/data/marker\n"), "{list}");
     assert!(!list.contains("var/lib/rear/output"), "{list}");

@@ -21,13 +21,16 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::libc;
+use nix::sys::socket::{
+    self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, sockopt,
+};
 
 use rear_sys::kmod::ModuleIndex;
 use rear_sys::kmod::load::{self as modload, KernelLoader, Loader, Report};
@@ -37,7 +40,7 @@ pub const UEVENT_GROUP: u32 = 1;
 
 /// Receive buffer asked for with `SO_RCVBUFFORCE`: a burst of uevents (a USB hub with many
 /// devices, a SCSI scan) must not overflow while modules load.
-const RCVBUF: libc::c_int = 4 << 20;
+const RCVBUF: usize = 4 << 20;
 
 /// Largest datagram read; the kernel's `UEVENT_BUFFER_SIZE` is 2048.
 const MSG_MAX: usize = 8192;
@@ -240,76 +243,31 @@ pub struct UeventSocket {
 impl UeventSocket {
     /// Opens the socket and joins the kernel's group [`UEVENT_GROUP`].
     pub fn open() -> Result<UeventSocket, Error> {
-        // SAFETY: plain socket(2) call; the returned descriptor is checked and then owned.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_KOBJECT_UEVENT,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::Socket {
-                error: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkKObjectUEvent,
+        )
+        .map_err(|e| Error::Socket { error: e.into() })?;
         // Best effort: without CAP_NET_ADMIN the default buffer stays, and an overflow only
         // costs a rescan.
-        // SAFETY: the pointer and length describe a live c_int.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&RCVBUF as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = UEVENT_GROUP;
-        // SAFETY: the pointer and length describe a live sockaddr_nl.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(Error::Bind {
+        let _ = socket::setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF);
+        socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, UEVENT_GROUP)).map_err(|e| {
+            Error::Bind {
                 group: UEVENT_GROUP,
-                error: io::Error::last_os_error(),
-            });
-        }
+                error: e.into(),
+            }
+        })?;
         Ok(UeventSocket { fd })
     }
 
     /// Receives one datagram; returns its length and whether the kernel sent it (sender
     /// port 0), which is the only sender trusted.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
-        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: the buffer is live and writable for its whole length; `from` and `len`
-        // describe a live sockaddr_nl.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_nl).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((n as usize, from.nl_pid == 0))
+        let (n, from) = socket::recvfrom::<NetlinkAddr>(self.fd.as_raw_fd(), buf)?;
+        // A datagram without a sender address is not the kernel's.
+        Ok((n, from.is_some_and(|a| a.pid() == 0)))
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod report;
 
+use rear_model::backup::url::BackupUrl;
 use rear_model::units::human;
 use rear_sys::atomic::Staged;
 use std::collections::BTreeSet;
@@ -310,7 +311,7 @@ impl Stages {
 /// Runs the whole build. `progress` is told the name of each stage as it starts.
 pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     let mut t = Stages(Vec::new(), Instant::now());
-    let iso_backup = opts.backup.as_ref().filter(|b| b.url == "iso");
+    let iso_backup = opts.backup.as_ref().filter(|b| b.url == BackupUrl::Iso);
     if iso_backup.is_some() && !opts.outputs.contains(&OutputKind::Iso) {
         return Err(Error::BackupNeedsIso);
     }
@@ -581,8 +582,10 @@ fn backup_into_iso(
 /// Leaves the file system holding a `file://` backup out of the layout: recovery would wipe
 /// it before restoring from it. A backup on the root file system cannot be left out; that
 /// gives a warning instead.
-fn exclude_backup(layout: &mut rear_sys::layout::Layout, url: &str) -> Option<String> {
-    let path = Path::new(url.strip_prefix("file://")?);
+fn exclude_backup(layout: &mut rear_sys::layout::Layout, url: &BackupUrl) -> Option<String> {
+    let BackupUrl::File(path) = url else {
+        return None;
+    };
     let holder = layout
         .mounts
         .iter()

@@ -247,31 +247,21 @@ fn network(sys: &Sysroot) -> Vec<Interface> {
         .map(|t| parse_if_inet6(&t))
         .unwrap_or_default();
     let mut out = Vec::new();
-    for p in sys
-        .read_dir(Path::new("/sys/class/net"))
-        .unwrap_or_default()
-    {
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if name == "lo" {
-            continue;
-        }
-        let mac = read_trimmed(sys, &format!("/sys/class/net/{name}/address")).to_lowercase();
+    for link in super::network::sys_links(sys) {
         let mut addresses: Vec<String> = v4
             .iter()
             .chain(&v6)
-            .filter(|(i, _)| i == name)
+            .filter(|(i, _)| *i == link.name)
             .map(|(_, a)| a.clone())
             .collect();
         addresses.sort();
         out.push(Interface {
-            name: name.to_string(),
-            mac: if mac == "00:00:00:00:00:00" {
+            mac: if link.address == "00:00:00:00:00:00" {
                 String::new()
             } else {
-                mac
+                link.address
             },
+            name: link.name,
             addresses,
         });
     }

@@ -361,6 +361,46 @@ pub fn capture(sys: &Sysroot) -> Result<Option<(NetworkConfig, Vec<String>)>, Er
     Ok(Some(from_ip(&links, &routes, read_dns(sys))))
 }
 
+/// A network interface as `/sys/class/net` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysLink {
+    /// The interface name.
+    pub name: String,
+    /// Its `address` file, trimmed, in lower case; empty when it cannot be read.
+    pub address: String,
+    /// Whether it is a device (it has a `device` link), not a virtual interface (bridge,
+    /// bond, veth, tun).
+    pub physical: bool,
+}
+
+/// The host's network interfaces but `lo`, sorted by name, from `/sys/class/net`: the one
+/// walk of it, for the report's interfaces and the PXE tree's MAC files. None when the
+/// directory cannot be read (logged: a container or a sysroot without `/sys`).
+pub fn sys_links(sys: &Sysroot) -> Vec<SysLink> {
+    let net = Path::new("/sys/class/net");
+    let entries = match sys.read_dir(net) {
+        Ok(e) => e,
+        Err(e) => {
+            log::debug!("no network interfaces: {e}");
+            return Vec::new();
+        }
+    };
+    entries
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            (name != "lo").then(|| SysLink {
+                address: sys
+                    .read_to_string(&p.join("address"))
+                    .map(|a| a.trim().to_lowercase())
+                    .unwrap_or_default(),
+                physical: sys.exists(&p.join("device")),
+                name,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

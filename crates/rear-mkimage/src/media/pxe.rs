@@ -28,6 +28,7 @@ use nix::errno::Errno;
 use nix::fcntl::{RenameFlags, renameat2};
 
 use super::{EntryAction, MediaInput, TemplateError, menu_entries, render};
+use crate::inventory::network::sys_links;
 use rear_model::manifest::sha256_hex;
 use rear_sys::sysroot::Sysroot;
 
@@ -220,30 +221,16 @@ pub fn write_pxe_tree(
 /// Skipped: `lo`, virtual devices (no `device` link: bridges, bonds, veth, tun), addresses
 /// that are not six octets (InfiniBand) and all-zero addresses.
 pub fn host_macs(sys: &Sysroot) -> Vec<String> {
-    let net = Path::new("/sys/class/net");
-    let ifaces = match sys.read_dir(net) {
-        Ok(i) => i,
-        Err(e) => {
-            log::debug!("no network interfaces: {e}");
-            return Vec::new();
-        }
-    };
     let mut macs = BTreeSet::new();
-    for iface in ifaces {
-        if iface.file_name().is_some_and(|n| n == "lo") || !sys.exists(&iface.join("device")) {
-            continue;
-        }
-        let Ok(address) = sys.read_to_string(&iface.join("address")) else {
-            continue;
-        };
-        match parse_mac(address.trim()) {
+    for link in sys_links(sys).into_iter().filter(|l| l.physical) {
+        match parse_mac(&link.address) {
             Some(octets) if octets != [0; 6] => {
                 macs.insert(format_mac(&octets, ':'));
             }
             _ => log::debug!(
-                "{}: address {:?} is no Ethernet MAC; skipped",
-                iface.display(),
-                address.trim()
+                "/sys/class/net/{}: address {:?} is no Ethernet MAC; skipped",
+                link.name,
+                link.address
             ),
         }
     }

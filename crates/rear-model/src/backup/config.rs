@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::url::BackupUrl;
+
 /// Where the image keeps the backup configuration.
 pub const CONFIG_IN_IMAGE: &str = "/etc/rear/backup.json";
 
@@ -28,8 +30,8 @@ pub struct Config {
     pub hostname: String,
     /// How the backup is made and restored.
     pub method: Method,
-    /// The backup location as given (`file:///srv/backup/db1`, `usb`, `iso`).
-    pub url: String,
+    /// The backup location (`file:///srv/backup/db1`, `usb`, `iso`), a string in the file.
+    pub url: BackupUrl,
     /// The file system holding a `file://` directory, for the rescue system to find and
     /// mount; `None` when it could not be identified (then restore needs `--backup-url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +172,7 @@ mod tests {
             version: CONFIG_VERSION,
             hostname: "db1".into(),
             method: Method::Tar,
-            url: "file:///srv/backup/db1".into(),
+            url: BackupUrl::File("/srv/backup/db1".into()),
             location: Some(Location {
                 fstype: "ext4".into(),
                 uuid: "0b1c".into(),
@@ -194,5 +196,32 @@ mod tests {
         );
         let e = Config::from_json("{\"version\": 1}", Path::new("b.json")).unwrap_err();
         assert!(e.to_string().starts_with("b.json: missing field"), "{e}");
+    }
+
+    #[test]
+    fn from_json_url_is_the_text_and_a_bad_one_is_refused() {
+        let mut c = Config {
+            version: CONFIG_VERSION,
+            hostname: "db1".into(),
+            method: Method::Tar,
+            url: BackupUrl::Iso,
+            location: None,
+            excludes: Vec::new(),
+        };
+        assert!(c.to_json().contains("\"url\": \"iso\""), "{}", c.to_json());
+        c.url = BackupUrl::Usb("/db1".into());
+        let json = c.to_json();
+        assert!(json.contains("\"url\": \"usb:///db1\""), "{json}");
+        assert_eq!(Config::from_json(&json, Path::new("b.json")).unwrap(), c);
+        let e = Config::from_json(
+            &json.replace("usb:///db1", "ftp://x/y"),
+            Path::new("b.json"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("b.json: backup URL \"ftp://x/y\": "),
+            "{e}"
+        );
     }
 }

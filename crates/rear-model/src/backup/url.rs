@@ -137,6 +137,21 @@ impl fmt::Display for BackupUrl {
     }
 }
 
+/// In `backup.json` a URL is its text ([`fmt::Display`]); reading one parses it, so a file
+/// with a location this program cannot restore from is refused when it is read.
+impl serde::Serialize for BackupUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BackupUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        BackupUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for BackupUrl {
     type Err = UrlError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -8,9 +8,11 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::libc;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
+use nix::sys::time::TimeVal;
 
 use rear_model::netconf::Cidr;
 
@@ -462,34 +464,14 @@ pub struct Socket {
 impl Socket {
     /// Opens the socket.
     pub fn open() -> io::Result<Socket> {
-        // SAFETY: plain socket(2) call; the returned descriptor is checked and then owned.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )?;
         // A receive timeout, so a lost reply cannot hang the caller.
-        let tv = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: the pointer and length describe a live timeval.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+        socket::setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(5, 0))?;
         Ok(Socket { fd, seq: 1 })
     }
 
@@ -498,22 +480,13 @@ impl Socket {
         if let Some(s) = msg.get_mut(8..12) {
             s.copy_from_slice(&self.seq.to_ne_bytes());
         }
-        // SAFETY: the buffer is live for the call and its length is passed with it; an
-        // unconnected netlink socket sends to the kernel.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // An unconnected netlink socket sends to the kernel.
+        socket::send(self.fd.as_raw_fd(), &msg, MsgFlags::empty())?;
         Ok(self.seq)
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: the buffer is live and writable for its whole length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        Ok(socket::recv(self.fd.as_raw_fd(), buf, MsgFlags::empty())?)
     }
 
     /// Sends a request built by this module and waits for its acknowledgement; a kernel

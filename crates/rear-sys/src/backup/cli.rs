@@ -99,7 +99,7 @@ pub fn run(
 ) -> Result<BackupReport, Error> {
     let l = read_layout(layout)?;
     let dest = p.dest.as_ref().ok_or_else(|| Error::Unsupported {
-        url: p.config.url.clone(),
+        url: p.config.url.to_string(),
         reason: "a backup inside the ISO is made with the ISO: rear-mkimage --output iso --backup --backup-url iso".into(),
     })?;
     super::backup(

@@ -360,7 +360,7 @@ pub fn prepare(s: &Settings) -> Result<(Config, Option<PathBuf>, Vec<String>), E
         version: config::CONFIG_VERSION,
         hostname: s.hostname.clone(),
         method: method.clone(),
-        url: s.url.to_string(),
+        url: s.url.clone(),
         location,
         excludes: s.excludes.clone(),
     };
@@ -527,7 +527,7 @@ pub fn find(config: Option<&Config>, url: Option<&BackupUrl>) -> Result<locate::
             if let Some(loc) = &c.location {
                 return locate::mount_location(loc, mp);
             }
-            find(None, Some(&BackupUrl::parse(&c.url)?))
+            find(None, Some(&c.url))
         }
     }
 }
