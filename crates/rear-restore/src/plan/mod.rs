@@ -21,6 +21,14 @@ use rear_model::layout::model::{MOUNT_ROOT, partition_path};
 use rear_model::units::human;
 use rear_sys::layout::show::lv_path as lv_mapper_path;
 
+mod matching;
+mod render;
+mod resize;
+
+pub use matching::describe;
+use matching::match_disks;
+use resize::{needed_bytes, place_table};
+
 /// Errors of planning.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -580,400 +588,6 @@ fn order(steps: Vec<Step>, disks: &BTreeSet<String>) -> Result<Vec<Step>, Error>
     Ok(out)
 }
 
-/// Bytes a disk must have for the saved table: the end of the last partition plus the GPT
-/// backup header and entries; the whole saved size for a disk without a table.
-fn needed_bytes(old: &Disk) -> u64 {
-    let Some(table) = &old.table else {
-        return old.size;
-    };
-    let end = table
-        .partitions
-        .iter()
-        .map(|p| p.start_bytes + p.size_bytes)
-        .max()
-        .unwrap_or(0);
-    match table.kind {
-        TableKind::Gpt => end + gpt_tail_bytes(old.logical_sector_size),
-        TableKind::Dos => end,
-    }
-}
-
-/// The backup GPT header and its 128 entries of 128 bytes at the end of the disk.
-fn gpt_tail_bytes(sector: u32) -> u64 {
-    let sector = u64::from(sector.max(512));
-    16384_u64.div_ceil(sector) * sector + sector
-}
-
-/// The saved table placed on `new`: partitions renamed, sizes converted to its sector size,
-/// the last one grown when asked.
-fn place_table(
-    old: &Disk,
-    table: &PartitionTable,
-    new: &Disk,
-    resize: Resize,
-) -> Result<PartitionTable, Error> {
-    let sector = u64::from(new.logical_sector_size.max(512));
-    let to_sectors = |p: &Partition, bytes: u64| {
-        if bytes.is_multiple_of(sector) {
-            Ok(bytes / sector)
-        } else {
-            Err(Error::SectorSize {
-                partition: p.device.clone(),
-                bytes,
-                new: new.device.clone(),
-                sector: new.logical_sector_size,
-            })
-        }
-    };
-    let mut partitions = Vec::with_capacity(table.partitions.len());
-    for p in &table.partitions {
-        let mut q = p.clone();
-        q.device = partition_path(&new.device, p.number);
-        q.start = to_sectors(p, p.start_bytes)?;
-        q.size = to_sectors(p, p.size_bytes)?;
-        partitions.push(q);
-    }
-    let grow = resize == Resize::Last && new.size > old.size;
-    if grow {
-        // The partition that ends last; on MBR only a primary one (a logical partition would
-        // need its extended container grown too).
-        let last = partitions
-            .iter_mut()
-            .filter(|p| table.kind == TableKind::Gpt || p.number <= 4)
-            .filter(|p| !p.flags.contains(&PartFlag::Extended))
-            .max_by_key(|p| p.start + p.size);
-        let total = new.size / sector;
-        let last_usable = match table.kind {
-            TableKind::Gpt => total - gpt_tail_bytes(new.logical_sector_size) / sector - 1,
-            TableKind::Dos => total - 1,
-        };
-        if let Some(p) = last {
-            let ends_last = table
-                .partitions
-                .iter()
-                .all(|o| o.start_bytes + o.size_bytes <= (p.start + p.size) * sector);
-            if ends_last && last_usable + 1 > p.start + p.size {
-                p.size = last_usable + 1 - p.start;
-            }
-        }
-    }
-    for p in &mut partitions {
-        p.start_bytes = p.start * sector;
-        p.size_bytes = p.size * sector;
-    }
-    Ok(PartitionTable {
-        kind: table.kind,
-        id: table.id.clone(),
-        first_lba: table
-            .first_lba
-            .map(|l| l * u64::from(old.logical_sector_size.max(512)) / sector),
-        // sfdisk computes the last usable sector from the target's size.
-        last_lba: None,
-        partitions,
-    })
-}
-
-/// Matches every saved disk to a target disk.
-fn match_disks(
-    layout: &Layout,
-    target: &[TargetDisk],
-    mappings: &Mappings,
-) -> Result<Vec<DiskMatch>, Error> {
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    let mut out = Vec::new();
-    // Mapped disks first, so that identity matching never takes a disk a mapping names.
-    let mut mapped: BTreeMap<&str, &str> = BTreeMap::new();
-    for (old, new) in &mappings.pairs {
-        let Some(disk) = layout.disks.iter().find(|d| identifies(d, old)) else {
-            return Err(Error::BadMapping {
-                old: old.clone(),
-                new: new.clone(),
-                reason: "no saved disk has this name, by-id name, serial or WWN".into(),
-            });
-        };
-        let Some(t) = target.iter().find(|t| &t.disk.device == new) else {
-            return Err(Error::BadMapping {
-                old: old.clone(),
-                new: new.clone(),
-                reason: format!(
-                    "no such disk here (disks: {})",
-                    target
-                        .iter()
-                        .map(|t| t.disk.device.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        };
-        if let Some(why) = &t.unavailable {
-            return Err(Error::BadMapping {
-                old: old.clone(),
-                new: new.clone(),
-                reason: format!("{new} must not be overwritten: {why}"),
-            });
-        }
-        if needed_bytes(disk) > t.disk.size {
-            return Err(Error::BadMapping {
-                old: old.clone(),
-                new: new.clone(),
-                reason: format!(
-                    "{new} has {}, the saved partitions need {}",
-                    human(t.disk.size),
-                    human(needed_bytes(disk))
-                ),
-            });
-        }
-        if !used.insert(new.clone()) {
-            return Err(Error::BadMapping {
-                old: old.clone(),
-                new: new.clone(),
-                reason: format!("{new} is mapped twice"),
-            });
-        }
-        mapped.insert(disk.device.as_str(), new.as_str());
-    }
-    for old in &layout.disks {
-        if let Some(new) = mapped.get(old.device.as_str()) {
-            #[allow(clippy::expect_used)] // checked above
-            let t = target
-                .iter()
-                .find(|t| t.disk.device == *new)
-                .expect("mapped target exists");
-            out.push(DiskMatch {
-                old: old.device.clone(),
-                new: t.disk.device.clone(),
-                by: MatchedBy::Mapping,
-                old_size: old.size,
-                new_size: t.disk.size,
-            });
-            continue;
-        }
-        let needed = needed_bytes(old);
-        let free: Vec<&TargetDisk> = target
-            .iter()
-            .filter(|t| t.unavailable.is_none() && !used.contains(&t.disk.device))
-            .collect();
-        type Rule = (MatchedBy, &'static str, fn(&Disk, &Disk) -> bool);
-        let rules: [Rule; 6] = [
-            (MatchedBy::Serial, "serial", |o, n| {
-                !o.serial.is_empty() && o.serial == n.serial
-            }),
-            (MatchedBy::Wwn, "WWN", |o, n| {
-                !o.wwn.is_empty() && o.wwn == n.wwn
-            }),
-            (MatchedBy::ById, "/dev/disk/by-id name", |o, n| {
-                o.by_id.iter().any(|i| n.by_id.contains(i))
-            }),
-            (MatchedBy::NameAndSize, "name and size", |o, n| {
-                o.device == n.device && o.size == n.size
-            }),
-            (MatchedBy::Size, "size", |o, n| o.size == n.size),
-            // The size filter below already requires room for the partitions.
-            (MatchedBy::Fits, "room for the partitions", |_, _| true),
-        ];
-        let mut found = None;
-        for (by, what, rule) in rules {
-            let hits: Vec<&&TargetDisk> = free
-                .iter()
-                .filter(|t| rule(old, &t.disk) && t.disk.size >= needed)
-                .collect();
-            match hits.as_slice() {
-                [] => continue,
-                [one] => {
-                    found = Some((by, *one));
-                    break;
-                }
-                many => {
-                    return Err(Error::Ambiguous {
-                        old: old.device.clone(),
-                        old_disk: Box::new(old.clone()),
-                        by: what.to_string(),
-                        candidates: many.iter().map(|t| describe(&t.disk)).collect(),
-                    });
-                }
-            }
-        }
-        let Some((by, t)) = found else {
-            return Err(Error::NoDisk {
-                old: old.device.clone(),
-                old_disk: Box::new(old.clone()),
-                needed,
-                candidates: free.iter().map(|t| describe(&t.disk)).collect(),
-            });
-        };
-        used.insert(t.disk.device.clone());
-        out.push(DiskMatch {
-            old: old.device.clone(),
-            new: t.disk.device.clone(),
-            by,
-            old_size: old.size,
-            new_size: t.disk.size,
-        });
-    }
-    Ok(out)
-}
-
-/// Whether the mapping key `key` names `disk` (device, by-id name with or without its
-/// directory, serial or WWN).
-fn identifies(disk: &Disk, key: &str) -> bool {
-    let id = key.strip_prefix("/dev/disk/by-id/").unwrap_or(key);
-    disk.device == key
-        || disk.by_id.iter().any(|i| i == id || i == key)
-        || (!disk.serial.is_empty() && disk.serial == key)
-        || (!disk.wwn.is_empty() && disk.wwn == key)
-}
-
-/// `/dev/vda (1.0 GiB, QEMU disk, serial S1)`-style description.
-pub fn describe(d: &Disk) -> String {
-    let mut parts = vec![human(d.size)];
-    if !d.model.is_empty() {
-        parts.push(d.model.clone());
-    }
-    if !d.serial.is_empty() {
-        parts.push(format!("serial {}", d.serial));
-    }
-    format!("{} ({})", d.device, parts.join(", "))
-}
-
-impl Plan {
-    /// The plan for people: disk matches, then numbered steps.
-    pub fn render(&self) -> String {
-        let mut s = format!("Layout of {}:\n", self.hostname);
-        for m in &self.disks {
-            s.push_str(&format!(
-                "  {} ({}) -> {} ({}), matched by {}\n",
-                m.old,
-                human(m.old_size),
-                m.new,
-                human(m.new_size),
-                match m.by {
-                    MatchedBy::Mapping => "mapping file",
-                    MatchedBy::Serial => "serial",
-                    MatchedBy::Wwn => "WWN",
-                    MatchedBy::ById => "by-id name",
-                    MatchedBy::NameAndSize => "name and size",
-                    MatchedBy::Size => "size",
-                    MatchedBy::Fits => "the only disk with room",
-                }
-            ));
-        }
-        s.push_str("Steps:\n");
-        for (i, step) in self.steps.iter().enumerate() {
-            s.push_str(&format!("  {:>2}. {}\n", i + 1, step.describe()));
-        }
-        s
-    }
-
-    /// Every device the plan overwrites: the target disks and their partitions.
-    pub fn target_disks(&self) -> BTreeSet<&str> {
-        self.disks.iter().map(|m| m.new.as_str()).collect()
-    }
-}
-
-impl Step {
-    /// One line for people.
-    pub fn describe(&self) -> String {
-        match &self.action {
-            Action::Wipe { disk } => format!("wipe all signatures on {disk}"),
-            Action::Partition { disk, table, .. } => {
-                let parts: Vec<String> = table
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{} {}",
-                            p.number,
-                            human(p.size_bytes)
-                                + &match rear_model::layout::model::describe_type(&p.type_) {
-                                    "" => String::new(),
-                                    t => format!(" {t}"),
-                                }
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{} partition table on {disk}: {}",
-                    match table.kind {
-                        TableKind::Gpt => "GPT",
-                        TableKind::Dos => "MBR",
-                    },
-                    parts.join("; ")
-                )
-            }
-            Action::Md { array } => format!(
-                "md {} {} over {}",
-                array.device,
-                array.level,
-                array.members.join(" ")
-            ),
-            Action::Luks { luks } => format!(
-                "LUKS{} on {} ({}, {} bits), open as {}",
-                luks.version, luks.device, luks.cipher, luks.key_size, luks.name
-            ),
-            Action::Pv { device, .. } => format!("LVM physical volume on {device}"),
-            Action::Vg { name, pvs, .. } => {
-                format!("volume group {name} on {}", pvs.join(" "))
-            }
-            Action::Lv { vg, lv } => format!(
-                "logical volume {vg}/{} {} ({})",
-                lv.name,
-                human(lv.size),
-                match &lv.kind {
-                    rear_model::layout::model::LvKind::Linear => "linear".to_string(),
-                    rear_model::layout::model::LvKind::Striped { stripes, .. } =>
-                        format!("{stripes} stripes"),
-                    rear_model::layout::model::LvKind::Raid { level, .. } => level.clone(),
-                    rear_model::layout::model::LvKind::ThinPool { .. } => "thin pool".to_string(),
-                    rear_model::layout::model::LvKind::Thin { pool } => format!("thin in {pool}"),
-                }
-            ),
-            Action::Mkfs { fs } => format!(
-                "{} on {} (UUID {}{})",
-                fs.fstype.as_str(),
-                fs.device,
-                fs.uuid,
-                if fs.label.is_empty() {
-                    String::new()
-                } else {
-                    format!(", label {}", fs.label)
-                }
-            ),
-            Action::Mkswap { swap } => format!("swap on {} (UUID {})", swap.device, swap.uuid),
-            Action::Subvolumes {
-                device,
-                subvolumes,
-                default,
-            } => format!(
-                "btrfs subvolumes on {device}: {}{}",
-                subvolumes
-                    .iter()
-                    .map(|s| s.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                if default.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (default {default})")
-                }
-            ),
-            Action::Mount {
-                device,
-                target,
-                subvolume,
-                ..
-            } => format!(
-                "mount {device}{} on {MOUNT_ROOT}{}",
-                if subvolume.is_empty() {
-                    String::new()
-                } else {
-                    format!(" subvolume {subvolume}")
-                },
-                if target == "/" { "" } else { target }
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1410,17 +1024,17 @@ mod tests {
         for (name, text, disks) in [
             (
                 "gpt-esp-ext4-swap",
-                include_str!("../../../tests/fixtures/layout-apply/gpt-esp-ext4-swap.json"),
+                include_str!("../../../../tests/fixtures/layout-apply/gpt-esp-ext4-swap.json"),
                 vec![target("/dev/vda", GIB, "NEW-1")],
             ),
             (
                 "luks2-lvm-ext4",
-                include_str!("../../../tests/fixtures/layout-apply/luks2-lvm-ext4.json"),
+                include_str!("../../../../tests/fixtures/layout-apply/luks2-lvm-ext4.json"),
                 vec![target("/dev/vda", GIB, "NEW-1")],
             ),
             (
                 "btrfs-subvolumes",
-                include_str!("../../../tests/fixtures/layout-apply/btrfs-subvolumes.json"),
+                include_str!("../../../../tests/fixtures/layout-apply/btrfs-subvolumes.json"),
                 vec![target("/dev/nvme0n1", 2 * GIB, "NEW")],
             ),
         ] {
@@ -1432,7 +1046,7 @@ mod tests {
             );
         }
         let l = Layout::from_json(
-            include_str!("../../../tests/fixtures/layout-apply/raid1-lvm-xfs.json"),
+            include_str!("../../../../tests/fixtures/layout-apply/raid1-lvm-xfs.json"),
             "raid1",
         )
         .unwrap();
@@ -1457,14 +1071,16 @@ mod tests {
                 "gpt-esp-ext4",
                 vec![target("/dev/nvme0n1", 2 * GIB, "NEWNVME")],
                 "",
-                expect_test::expect_file!["../../../tests/fixtures/layout/gpt-esp-ext4/plan.txt"],
+                expect_test::expect_file![
+                    "../../../../tests/fixtures/layout/gpt-esp-ext4/plan.txt"
+                ],
             ),
             // MBR with logical partitions onto a SATA disk of the same size.
             (
                 "mbr",
                 vec![target("/dev/sda", GIB, "NEWSATA")],
                 "",
-                expect_test::expect_file!["../../../tests/fixtures/layout/mbr/plan.txt"],
+                expect_test::expect_file!["../../../../tests/fixtures/layout/mbr/plan.txt"],
             ),
             // The same two disks, found by serial although the kernel names them the other
             // way round.
@@ -1475,20 +1091,24 @@ mod tests {
                     target("/dev/vdb", GIB, "RAIDDISK0001"),
                 ],
                 "",
-                expect_test::expect_file!["../../../tests/fixtures/layout/raid1-lvm-xfs/plan.txt"],
+                expect_test::expect_file![
+                    "../../../../tests/fixtures/layout/raid1-lvm-xfs/plan.txt"
+                ],
             ),
             (
                 "luks2-lvm-ext4",
                 vec![target("/dev/sda", GIB, "")],
                 "",
-                expect_test::expect_file!["../../../tests/fixtures/layout/luks2-lvm-ext4/plan.txt"],
+                expect_test::expect_file![
+                    "../../../../tests/fixtures/layout/luks2-lvm-ext4/plan.txt"
+                ],
             ),
             (
                 "btrfs-subvolumes",
                 vec![target("/dev/vda", GIB, "BTRFSDISK0001")],
                 "",
                 expect_test::expect_file![
-                    "../../../tests/fixtures/layout/btrfs-subvolumes/plan.txt"
+                    "../../../../tests/fixtures/layout/btrfs-subvolumes/plan.txt"
                 ],
             ),
             // NVMe onto virtio, by a mapping file naming the old serial.
@@ -1499,7 +1119,7 @@ mod tests {
                     target("/dev/vdb", 2 * GIB, ""),
                 ],
                 "NVME0001 /dev/vdb\n",
-                expect_test::expect_file!["../../../tests/fixtures/layout/nvme/plan.txt"],
+                expect_test::expect_file!["../../../../tests/fixtures/layout/nvme/plan.txt"],
             ),
         ];
         for (name, disks, mapping, golden) in cases {
