@@ -276,6 +276,35 @@ impl Browser {
             .map(drop)
     }
 
+    /// Clicks an element that starts a navigation and waits until the browser shows a page
+    /// whose URL begins with `url` and whose document has loaded. A click's answer may come
+    /// before the navigation commits, and the old page (it has a header, a table, an `h1` as
+    /// well) is no proof of the new one; the URL and the ready state are.
+    pub fn follow(&self, e: &Element, url: &str, timeout: Duration) -> Result<(), Error> {
+        self.click(e)?;
+        let start = Instant::now();
+        loop {
+            let at = self.url()?;
+            if at.starts_with(url) && self.ready_state()? == "complete" {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(Error::Timeout(
+                    timeout,
+                    format!("a page at {url} (at {at})"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The current document's `readyState`: "loading", "interactive" or "complete".
+    pub fn ready_state(&self) -> Result<String, Error> {
+        let body = json!({"script": "return document.readyState", "args": []});
+        let v = self.command("POST", "/execute/sync", Some(body))?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
     /// The rendered text of an element.
     pub fn text(&self, e: &Element) -> Result<String, Error> {
         let v = self.command("GET", &format!("/element/{}/text", e.0), None)?;
