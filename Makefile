@@ -11,10 +11,11 @@ BIN_DIR := target/$(TARGET)/release
 OUT ?= output
 ENSURE := .ci/ensure-packages
 
-# Needed to build: a C compiler for zstd/liblzma/sqlite, a kernel to put on the media, and the
-# boot loaders the media are made with (ISOLINUX/SYSLINUX for BIOS, GRUB for UEFI).
+# Needed to build: a C compiler for zstd/liblzma/sqlite, a kernel to put on the media, the
+# boot loaders the media are made with (ISOLINUX/SYSLINUX for BIOS, GRUB for UEFI), and ip(8),
+# which reads the network of the host.
 BUILD_PACKAGES := gcc libc6-dev make kernel isolinux syslinux syslinux-common mtools \
-	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk
+	grub-common grub-efi-amd64-bin dosfstools e2fsprogs fdisk iproute2
 # Needed by the tests: QEMU and firmware, the real tools the tests compare against,
 # python3 (its smtplib is the SMTP client of the mail tests; its pip installs moto, the S3
 # server of the S3 media tests), headless Chromium with its WebDriver for the GUI tests

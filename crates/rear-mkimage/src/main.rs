@@ -359,7 +359,7 @@ fn send_report(
     };
     let (report, media) = match result {
         Ok(r) => (
-            rear_mkimage::build::report::of_build(&sys, r, &server.tags),
+            rear_mkimage::build::report::of_build(r, &server.tags),
             r.artefacts
                 .iter()
                 .map(|a| (a.path.clone(), a.sha256.clone()))

@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::closure::{self, Closure};
+use crate::inventory::Inventory;
+use crate::inventory::network::HostNetwork;
 use rear_model::manifest::Kind;
 use rear_model::rescue::{self, Net, REAR_RESTORE, RESCUE_JSON, RescueConfig, VERSION};
 use rear_sys::sysroot::Sysroot;
@@ -128,9 +130,10 @@ pub fn add_to_image(
     c: &mut Closure<'_>,
     sys: &Sysroot,
     o: &RescueOptions,
-    hostname: &str,
+    inventory: &Inventory,
     epoch: u64,
 ) -> Result<(), closure::Error> {
+    let hostname = &inventory.hostname;
     let by = "rescue settings";
     let sshd_on_host = sys.which_on_path("sshd").is_some();
     let ssh = o.ssh.unwrap_or(sshd_on_host);
@@ -145,25 +148,25 @@ pub fn add_to_image(
     c.add_generated(RESCUE_JSON, json.into_bytes(), 0o644, by)?;
 
     if o.net != Net::None {
-        match crate::inventory::network::capture(sys) {
-            Ok(Some(net)) => {
-                for w in &net.1 {
+        match &inventory.network {
+            HostNetwork::Probed(probe) => {
+                let (config, notes) = probe.config();
+                for w in &notes {
                     c.warn(format!("network: {w}"));
                 }
                 c.add_generated(
                     rear_model::netconf::PATH,
-                    net.0.to_json().into_bytes(),
+                    config.to_json().into_bytes(),
                     0o644,
                     "network inventory",
                 )?;
             }
-            Ok(None) => c.warn(
+            HostNetwork::NotRunning => c.warn(
                 "network configuration not saved: --root is not the running system; the rescue system will use DHCP"
                     .to_owned(),
             ),
-            Err(e) => c.warn(format!(
-                "network configuration not saved ({e}); the rescue system will use DHCP"
-            )),
+            // The build has said so already, with the consequences.
+            HostNetwork::Failed(_) => {}
         }
     }
 

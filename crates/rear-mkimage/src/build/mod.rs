@@ -20,7 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::archive::{self, Compression};
 use crate::closure::{self, Closure, Role};
-use crate::inventory::{self, Kernel, KernelSpec};
+use crate::inventory::network::HostNetwork;
+use crate::inventory::{self, Inventory, Kernel, KernelSpec};
 use crate::media::{self, MediaInput};
 use crate::resolve::{
     self,
@@ -236,6 +237,8 @@ pub struct Report {
     pub layout: Option<rear_sys::layout::Layout>,
     /// The backup written into the ISO (`--backup-url iso`); its paths name the ISO.
     pub iso_backup: Option<rear_sys::backup::BackupReport>,
+    /// The host's facts from the inventory stage, for the report to `rear-server`.
+    pub facts: rear_model::report::Facts,
 }
 
 impl Report {
@@ -382,13 +385,18 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     t.next("recipes");
 
     progress("inventory");
-    let kernel = inventory::find_kernel(&sys, &opts.kernel)?;
-    let hostname = sys.hostname();
+    let inventory = Inventory::take(&sys, &opts.kernel)?;
+    let (kernel, hostname) = (&inventory.kernel, &inventory.hostname);
+    if let HostNetwork::Failed(e) = &inventory.network {
+        warnings.push(format!(
+            "network not probed ({e}): the rescue system will use DHCP, the report lists no interfaces and the PXE tree has no per-MAC menus"
+        ));
+    }
     t.next("inventory");
 
     progress("resolve");
     let (modules, closure) = rayon::join(
-        || resolve_modules(&sys, &kernel, opts.modules, &recipes),
+        || resolve_modules(&sys, kernel, opts.modules, &recipes),
         || resolve_files(&sys, &recipes, &init),
     );
     let modules = modules?;
@@ -398,9 +406,9 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     }
     let report_files = closure.count(Role::Requested);
     let report_libs = closure.count(Role::Library);
-    add_modules(&mut closure, &sys, &kernel, &modules, &recipes)?;
+    add_modules(&mut closure, &sys, kernel, &modules, &recipes)?;
     let report_firmware = closure.count(Role::Firmware);
-    add_rescue_skeleton(&mut closure, &hostname)?;
+    add_rescue_skeleton(&mut closure, hostname)?;
     for w in warnings {
         closure.warn(w);
     }
@@ -420,7 +428,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             "backup configuration",
         )?;
     }
-    crate::skeleton::add_to_image(&mut closure, &sys, &opts.rescue, &hostname, opts.epoch)?;
+    crate::skeleton::add_to_image(&mut closure, &sys, &opts.rescue, &inventory, opts.epoch)?;
     let mut image = closure.finish(&kernel.release)?;
     t.next("resolve");
 
@@ -439,7 +447,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
     })?;
     let kernel_bytes = sys.read(&kernel.image)?;
     let input = MediaInput {
-        hostname: &hostname,
+        hostname,
         release: &kernel.release,
         kernel: &kernel_bytes,
         initrd: &initrd,
@@ -500,7 +508,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
             .pxe_dir
             .clone()
             .unwrap_or_else(|| opts.out_dir.join("pxe"));
-        let macs = media::pxe::host_macs(&sys);
+        let macs = media::pxe::host_macs(&inventory.network);
         media::pxe::write_pxe_tree(&input, &macs, &dir)?;
         pxe = Some(dir);
     }
@@ -523,6 +531,7 @@ pub fn build(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
         warnings: image.manifest.warnings.clone(),
         layout,
         iso_backup: iso_report,
+        facts: inventory.facts,
     })
 }
 

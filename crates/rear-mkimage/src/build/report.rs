@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use crate::inventory::facts;
-use rear_model::report::{Artefact, Build, Outcome, Report, Stage};
+use rear_model::report::{Artefact, Build, Facts, Outcome, Report, Stage};
 use rear_sys::sysroot::Sysroot;
 
 /// The report's summary of the successful build `r`.
@@ -44,14 +44,28 @@ pub fn summary(r: &super::Report) -> Build {
     }
 }
 
-/// The report of a successful build on the host `sys`, made now.
-pub fn of_build(sys: &Sysroot, build: &super::Report, tags: &[String]) -> Report {
-    Report::new(facts::gather(sys, tags), Some(summary(build)), now())
+/// The report of the successful build `build`, made now: the facts its inventory stage read,
+/// with the sender's `tags`.
+pub fn of_build(build: &super::Report, tags: &[String]) -> Report {
+    let facts = tagged(build.facts.clone(), tags);
+    Report::new(facts, Some(summary(build)), now())
 }
 
-/// The report of a failed build on the host `sys`, made now.
+/// The report of a failed build on the host `sys`, made now. The build may have failed
+/// before its inventory, so the facts are read here.
 pub fn of_failure(sys: &Sysroot, error: &str, tags: &[String]) -> Report {
-    Report::new(facts::gather(sys, tags), Some(Build::failed(error)), now())
+    let net = crate::inventory::network::probe(sys);
+    let facts = tagged(facts::gather(sys, &net), tags);
+    Report::new(facts, Some(Build::failed(error)), now())
+}
+
+/// `facts` with `tags`, sorted and without duplicates.
+fn tagged(mut facts: Facts, tags: &[String]) -> Facts {
+    let mut tags = tags.to_vec();
+    tags.sort();
+    tags.dedup();
+    facts.host.tags = tags;
+    facts
 }
 
 /// Seconds since 1970 now (0 if the clock is before 1970).
@@ -84,5 +98,16 @@ mod tests {
         assert_eq!(r.stages[0].millis, 1500);
         assert_eq!(r.artefacts[0].name, "initrd-6.1.0-9-amd64.img");
         assert!(r.ok());
+    }
+
+    #[test]
+    fn of_build_reports_the_inventory_facts_with_the_sorted_tags() {
+        let mut b = super::super::Report::default();
+        b.facts.host.name = "db1".into();
+        b.facts.os.pretty_name = "Debian GNU/Linux 12 (bookworm)".into();
+        let r = of_build(&b, &["b".into(), "a".into(), "b".into()]);
+        assert_eq!(r.host.name, "db1");
+        assert_eq!(r.os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(r.host.tags, ["a", "b"]);
     }
 }

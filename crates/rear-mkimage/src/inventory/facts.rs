@@ -2,31 +2,33 @@
 //! hardware, network interfaces and a summary of the disks.
 //!
 //! Stage: inventory. Input: files read through a [`Sysroot`] (`/etc/os-release`,
-//! `/etc/hostname`, `/proc/cpuinfo`, `/sys/block`, `/sys/class/net`, ...). Output: a
-//! [`Facts`] value, which [`crate::build::report`] turns into the [`rear_model::report::Report`].
+//! `/etc/hostname`, `/proc/cpuinfo`, `/sys/block`, ...) and the network the inventory probed
+//! ([`HostNetwork`]). Output: a [`Facts`] value, part of the [`super::Inventory`], which
+//! [`crate::build::report`] turns into the [`rear_model::report::Report`].
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use rear_model::report::{
-    BootMode, Disk, Facts, Filesystem, Hardware, Host, Interface, LayoutSummary, Os,
-};
+use rear_model::report::{BootMode, Disk, Facts, Filesystem, Hardware, Host, LayoutSummary, Os};
 use rear_sys::sysroot::Sysroot;
 
-/// Reads the host's facts. Missing files leave a field empty: a report is still worth
-/// sending from a host whose `/sys` lacks DMI data.
-pub fn gather(sys: &Sysroot, tags: &[String]) -> Facts {
+use super::network::HostNetwork;
+
+/// Reads the host's facts; its interfaces are those of `net`, the network probed once. Missing
+/// files leave a field empty: a report is still worth sending from a host whose `/sys` lacks
+/// DMI data. The tags are the sender's, not the host's: the report adds them.
+pub fn gather(sys: &Sysroot, net: &HostNetwork) -> Facts {
     let name = sys.hostname();
     let domain = domain(sys);
-    let mut tags = tags.to_vec();
-    tags.sort();
-    tags.dedup();
     let os = read(sys, "/etc/os-release")
         .or_else(|| read(sys, "/usr/lib/os-release"))
         .map(|t| parse_os_release(&t))
         .unwrap_or_default();
     let mut facts = Facts {
-        host: Host { name, domain, tags },
+        host: Host {
+            name,
+            domain,
+            tags: Vec::new(),
+        },
         os,
         ..Facts::default()
     };
@@ -40,7 +42,9 @@ pub fn gather(sys: &Sysroot, tags: &[String]) -> Facts {
             BootMode::Bios
         };
         facts.hardware = hardware(sys);
-        facts.network = network(sys);
+        if let HostNetwork::Probed(p) = net {
+            facts.network = p.interfaces();
+        }
         let disks = disks(sys);
         let filesystems = read(sys, "/proc/self/mounts")
             .map(|t| parse_mounts(&t))
@@ -234,114 +238,6 @@ pub fn parse_mounts(text: &str) -> Vec<Filesystem> {
         .collect()
 }
 
-/// Interfaces of `/sys/class/net` except `lo`, with MACs and addresses.
-fn network(sys: &Sysroot) -> Vec<Interface> {
-    let v4 = match (
-        read(sys, "/proc/net/fib_trie"),
-        read(sys, "/proc/net/route"),
-    ) {
-        (Some(trie), Some(route)) => ipv4_addresses(&trie, &route),
-        _ => Vec::new(),
-    };
-    let v6 = read(sys, "/proc/net/if_inet6")
-        .map(|t| parse_if_inet6(&t))
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for link in super::network::sys_links(sys) {
-        let mut addresses: Vec<String> = v4
-            .iter()
-            .chain(&v6)
-            .filter(|(i, _)| *i == link.name)
-            .map(|(_, a)| a.clone())
-            .collect();
-        addresses.sort();
-        out.push(Interface {
-            mac: if link.address == "00:00:00:00:00:00" {
-                String::new()
-            } else {
-                link.address
-            },
-            name: link.name,
-            addresses,
-        });
-    }
-    out
-}
-
-/// `(interface, address/prefix)` of `/proc/net/if_inet6`: 32 hex digits, index, prefix length,
-/// scope, flags, name. Link-local addresses (scope 0x20) are left out.
-pub fn parse_if_inet6(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let [hex, _, plen, scope, _, name] = w.as_slice() else {
-                return None;
-            };
-            if *scope == "20" || *scope == "10" {
-                return None;
-            }
-            let n = u128::from_str_radix(hex, 16).ok()?;
-            let plen = u8::from_str_radix(plen, 16).ok()?;
-            Some((name.to_string(), format!("{}/{plen}", Ipv6Addr::from(n))))
-        })
-        .collect()
-}
-
-/// IPv4 addresses per interface: the local addresses of `/proc/net/fib_trie` (`/32 host LOCAL`)
-/// matched to the connected routes of `/proc/net/route` that contain them, longest prefix
-/// first. Loopback addresses are left out.
-pub fn ipv4_addresses(fib_trie: &str, route: &str) -> Vec<(String, String)> {
-    let mut locals = Vec::new();
-    let mut last: Option<Ipv4Addr> = None;
-    for line in fib_trie.lines() {
-        let t = line.trim_start_matches([' ', '|', '+', '-', '`']).trim();
-        if let Ok(a) = t.parse::<Ipv4Addr>() {
-            last = Some(a);
-        } else if t.contains("host LOCAL")
-            && let Some(a) = last
-            && !a.is_loopback()
-            && !locals.contains(&a)
-        {
-            locals.push(a);
-        }
-    }
-    // Routes: Iface Destination Gateway Flags RefCnt Use Metric Mask ...; hex in host
-    // (little-endian) byte order.
-    // The kernel prints each address as a native-endian u32 holding the network-order bytes.
-    let hex_ip = |s: &str| {
-        u32::from_str_radix(s, 16)
-            .ok()
-            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-    };
-    let routes: Vec<(String, Ipv4Addr, Ipv4Addr)> = route
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let (iface, dest, gw, mask) = (w.first()?, w.get(1)?, w.get(2)?, w.get(7)?);
-            if !hex_ip(gw)?.is_unspecified() {
-                return None;
-            }
-            Some((iface.to_string(), hex_ip(dest)?, hex_ip(mask)?))
-        })
-        .collect();
-    let mut out = Vec::new();
-    for a in locals {
-        let best = routes
-            .iter()
-            .filter(|(_, dest, mask)| u32::from(a) & u32::from(*mask) == u32::from(*dest))
-            .filter(|(_, _, mask)| !mask.is_unspecified())
-            .max_by_key(|(_, _, mask)| u32::from(*mask).count_ones());
-        if let Some((iface, _, mask)) = best {
-            out.push((
-                iface.clone(),
-                format!("{a}/{}", u32::from(*mask).count_ones()),
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,10 +258,9 @@ mod tests {
         )
         .unwrap();
         let sys = Sysroot::new(d.path()).unwrap();
-        let f = gather(&sys, &["b".into(), "a".into(), "b".into()]);
+        let f = gather(&sys, &HostNetwork::NotRunning);
         assert_eq!(f.host.name, "db1");
         assert_eq!(f.host.domain, "corp.example");
-        assert_eq!(f.host.tags, ["a", "b"]);
         assert_eq!(f.os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(f.boot_mode, BootMode::Unknown);
         assert!(f.network.is_empty());
@@ -373,7 +268,7 @@ mod tests {
 
     #[test]
     fn gather_on_the_host_finds_a_kernel() {
-        let f = gather(&Sysroot::host(), &[]);
+        let f = gather(&Sysroot::host(), &HostNetwork::Failed("not probed".into()));
         assert!(!f.kernel.is_empty());
         assert!(!f.host.name.is_empty());
         assert_eq!(f.layout.digest.len(), 64);
@@ -427,30 +322,5 @@ mod tests {
         let m = parse_mounts(t);
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].mountpoint, "/mnt/my disk");
-    }
-
-    #[test]
-    fn parse_if_inet6_skips_link_local() {
-        let t = "20010db8000000000000000000000001 02 40 00 80 eth0\n\
-                 fe80000000000000505400fffe123456 02 40 20 80 eth0\n\
-                 00000000000000000000000000000001 01 80 10 80 lo\n";
-        assert_eq!(
-            parse_if_inet6(t),
-            [("eth0".to_string(), "2001:db8::1/64".to_string())]
-        );
-    }
-
-    #[test]
-    fn ipv4_addresses_match_connected_routes() {
-        let trie = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
-                    \x20    +-- 192.168.122.0/24 2 0 2\n        |-- 192.168.122.15\n           /32 host LOCAL\n\
-                    Local:\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
-        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                     eth0\t00000000\t017AA8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-                     eth0\t007AA8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(
-            ipv4_addresses(trie, route),
-            [("eth0".to_string(), "192.168.122.15/24".to_string())]
-        );
     }
 }

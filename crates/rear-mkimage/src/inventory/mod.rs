@@ -1,7 +1,8 @@
-//! Inventory stage: what the host is. Reads the [`Sysroot`] only; output is plain data.
-//!
-//! Today: the kernel to boot (image and release) and the host name. The disk layout and the
-//! network configuration join it in later stages.
+//! Inventory stage: what the host is. Reads the [`Sysroot`] (and runs ip(8) on the running
+//! host); output is one [`Inventory`] value: the kernel to boot, the host name, the network
+//! and the facts of the report. Later stages and the report use that value and never look at
+//! the host again for the same thing. (The disk layout has its own stage: capturing it needs
+//! root and may fail on its own terms.)
 
 pub mod facts;
 pub mod network;
@@ -29,6 +30,34 @@ pub enum Error {
     /// Reading the host failed.
     #[error(transparent)]
     Sysroot(#[from] rear_sys::sysroot::Error),
+}
+
+/// What the host is, read once.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The kernel the rescue image boots.
+    pub kernel: Kernel,
+    /// The host name (the image's and the media's name).
+    pub hostname: String,
+    /// The running host's network, for the rescue system and the PXE tree.
+    pub network: network::HostNetwork,
+    /// The facts for the report to `rear-server` (without the sender's tags).
+    pub facts: rear_model::report::Facts,
+}
+
+impl Inventory {
+    /// Looks at the host: the kernel `spec` names, its name, network and facts.
+    pub fn take(sys: &Sysroot, spec: &KernelSpec) -> Result<Inventory, Error> {
+        let kernel = find_kernel(sys, spec)?;
+        let network = network::probe(sys);
+        let facts = facts::gather(sys, &network);
+        Ok(Inventory {
+            kernel,
+            hostname: sys.hostname(),
+            network,
+            facts,
+        })
+    }
 }
 
 /// Which kernel the image is for, as given on the command line.
@@ -199,6 +228,21 @@ pub fn bzimage_release(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_on_the_host_probes_the_network_once_for_all() {
+        let inv = Inventory::take(&Sysroot::host(), &KernelSpec::Default).unwrap();
+        let network::HostNetwork::Probed(probe) = &inv.network else {
+            panic!("the running host's network not probed: {:?}", inv.network);
+        };
+        assert!(!probe.links.is_empty());
+        assert_eq!(
+            inv.facts.network,
+            probe.interfaces(),
+            "the report's interfaces"
+        );
+        assert_eq!(inv.hostname, inv.facts.host.name);
+    }
 
     fn fake_bzimage(version: &str) -> Vec<u8> {
         let mut b = vec![0u8; 0x400];

@@ -343,62 +343,119 @@ pub fn read_dns(sys: &Sysroot) -> Dns {
     main
 }
 
-/// Captures the running host's network; `None` when `sys` is not `/`. Returns the
-/// configuration and notes about what was left out.
-pub fn capture(sys: &Sysroot) -> Result<Option<(NetworkConfig, Vec<String>)>, Error> {
+/// The running host's network as ip(8) shows it, probed once by the inventory stage: the
+/// report's interfaces, the rescue system's configuration ([`Probe::config`]) and the PXE
+/// tree's MAC files all come from this one value.
+#[derive(Debug, Clone)]
+pub enum HostNetwork {
+    /// The build's root is not the running system (`--root DIR`): the kernel's network is
+    /// not that system's.
+    NotRunning,
+    /// What ip(8) printed, parsed, and the name servers.
+    Probed(Probe),
+    /// ip(8) failed or printed what could not be read: the error.
+    Failed(String),
+}
+
+/// Links, routes and name servers of the running host.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// `ip -j -d addr show`.
+    pub links: Vec<IpLink>,
+    /// `ip -j -4 route show table main`, then `-6`.
+    pub routes: Vec<IpRoute>,
+    /// `/etc/resolv.conf` (or systemd-resolved's upstream servers).
+    pub dns: Dns,
+}
+
+/// Probes the running host's network; [`HostNetwork::NotRunning`] when `sys` is not `/`.
+pub fn probe(sys: &Sysroot) -> HostNetwork {
     if !sys.is_host() {
-        return Ok(None);
+        return HostNetwork::NotRunning;
     }
     let run = |args: &[&str]| -> Result<String, Error> {
         let out = rear_sys::exec::run(Command::new("ip").args(args), Some("iproute2"))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let links = parse_links(&run(&["-j", "-d", "addr", "show"])?)?;
-    let mut routes = parse_routes(&run(&["-j", "-4", "route", "show", "table", "main"])?)?;
-    routes.extend(parse_routes(&run(&[
-        "-j", "-6", "route", "show", "table", "main",
-    ])?)?);
-    Ok(Some(from_ip(&links, &routes, read_dns(sys))))
-}
-
-/// A network interface as `/sys/class/net` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SysLink {
-    /// The interface name.
-    pub name: String,
-    /// Its `address` file, trimmed, in lower case; empty when it cannot be read.
-    pub address: String,
-    /// Whether it is a device (it has a `device` link), not a virtual interface (bridge,
-    /// bond, veth, tun).
-    pub physical: bool,
-}
-
-/// The host's network interfaces but `lo`, sorted by name, from `/sys/class/net`: the one
-/// walk of it, for the report's interfaces and the PXE tree's MAC files. None when the
-/// directory cannot be read (logged: a container or a sysroot without `/sys`).
-pub fn sys_links(sys: &Sysroot) -> Vec<SysLink> {
-    let net = Path::new("/sys/class/net");
-    let entries = match sys.read_dir(net) {
-        Ok(e) => e,
-        Err(e) => {
-            log::debug!("no network interfaces: {e}");
-            return Vec::new();
-        }
-    };
-    entries
-        .into_iter()
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.to_string();
-            (name != "lo").then(|| SysLink {
-                address: sys
-                    .read_to_string(&p.join("address"))
-                    .map(|a| a.trim().to_lowercase())
-                    .unwrap_or_default(),
-                physical: sys.exists(&p.join("device")),
-                name,
-            })
+    let ip = || -> Result<Probe, Error> {
+        let links = parse_links(&run(&["-j", "-d", "addr", "show"])?)?;
+        let mut routes = parse_routes(&run(&["-j", "-4", "route", "show", "table", "main"])?)?;
+        routes.extend(parse_routes(&run(&[
+            "-j", "-6", "route", "show", "table", "main",
+        ])?)?);
+        Ok(Probe {
+            links,
+            routes,
+            dns: read_dns(sys),
         })
-        .collect()
+    };
+    match ip() {
+        Ok(p) => HostNetwork::Probed(p),
+        Err(e) => HostNetwork::Failed(e.to_string()),
+    }
+}
+
+impl Probe {
+    /// The configuration the rescue system brings up, and notes about what was left out.
+    pub fn config(&self) -> (NetworkConfig, Vec<String>) {
+        from_ip(&self.links, &self.routes, self.dns.clone())
+    }
+
+    /// The report's interfaces: every link but loopback, sorted by name, with its MAC (empty
+    /// when it has none or only zeros) and its global addresses (`192.0.2.10/24`), sorted.
+    pub fn interfaces(&self) -> Vec<rear_model::report::Interface> {
+        let mut out: Vec<_> = self
+            .links
+            .iter()
+            .filter(|l| l.link_type != "loopback")
+            .map(|l| {
+                let mut addresses: Vec<String> = l
+                    .addr_info
+                    .iter()
+                    .filter(|a| a.scope == "global")
+                    .map(|a| format!("{}/{}", a.local, a.prefixlen))
+                    .collect();
+                addresses.sort();
+                let mac = l
+                    .address
+                    .as_deref()
+                    .filter(|m| m.bytes().any(|b| !matches!(b, b'0' | b':')))
+                    .unwrap_or_default()
+                    .to_lowercase();
+                rear_model::report::Interface {
+                    name: l.ifname.clone(),
+                    mac,
+                    addresses,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// `(interface, hardware address)` of the Ethernet devices (links with a parent bus:
+    /// not bridges, bonds, VLANs, veth or tun), sorted by name. A bond member's address is
+    /// its permanent one: the bond gives all its members the bond's MAC, while the firmware
+    /// (PXE) still uses each card's own.
+    pub fn device_addresses(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .links
+            .iter()
+            .filter(|l| l.parentbus.is_some() && l.link_type == "ether")
+            .filter_map(|l| {
+                let permanent = l
+                    .linkinfo
+                    .as_ref()
+                    .and_then(|i| i.info_slave_data.as_ref())
+                    .and_then(|d| d.get("perm_hwaddr"))
+                    .and_then(|v| v.as_str());
+                let address = permanent.or(l.address.as_deref())?;
+                Some((l.ifname.clone(), address.to_lowercase()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 #[cfg(test)]
@@ -549,9 +606,59 @@ mod tests {
     }
 
     #[test]
-    fn capture_skips_a_sysroot() {
+    fn probe_skips_a_sysroot() {
         let d = tempfile::tempdir().unwrap();
         let sys = Sysroot::new(d.path()).unwrap();
-        assert!(capture(&sys).unwrap().is_none());
+        assert!(matches!(probe(&sys), HostNetwork::NotRunning));
+    }
+
+    fn probed(addr: &str) -> Probe {
+        Probe {
+            links: parse_links(addr).unwrap(),
+            ..Probe::default()
+        }
+    }
+
+    #[test]
+    fn interfaces_for_the_report_are_all_but_loopback_with_global_addresses() {
+        let got = probed(ADDR_VM).interfaces();
+        let shown: Vec<(&str, &str, Vec<&str>)> = got
+            .iter()
+            .map(|i| {
+                let a = i.addresses.iter().map(String::as_str).collect();
+                (i.name.as_str(), i.mac.as_str(), a)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "eth0",
+                    "02:fc:00:00:00:01",
+                    vec!["192.0.2.2/24", "fd00::2/64"]
+                ),
+                ("ifb0", "7a:fb:8a:7b:1b:42", vec![]),
+            ]
+        );
+        let bond = probed(ADDR_BOND).interfaces();
+        let names: Vec<&str> = bond.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["bond0", "bond0.7", "br0", "eno1", "eno2", "enp5s0"]);
+    }
+
+    #[test]
+    fn device_addresses_are_ethernet_cards_with_their_permanent_macs() {
+        assert_eq!(
+            probed(ADDR_BOND).device_addresses(),
+            [
+                ("eno1".to_string(), "52:54:00:aa:00:01".to_string()),
+                ("eno2".to_string(), "52:54:00:aa:00:02".to_string()),
+                ("enp5s0".to_string(), "52:54:00:bb:00:01".to_string()),
+            ],
+            "not the bond, the VLAN or the bridge; eno2 by its own MAC, not the bond's"
+        );
+        assert_eq!(
+            probed(ADDR_VM).device_addresses(),
+            [("eth0".to_string(), "02:fc:00:00:00:01".to_string())]
+        );
     }
 }

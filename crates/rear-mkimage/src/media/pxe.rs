@@ -28,9 +28,8 @@ use nix::errno::Errno;
 use nix::fcntl::{RenameFlags, renameat2};
 
 use super::{EntryAction, MediaInput, TemplateError, menu_entries, render};
-use crate::inventory::network::sys_links;
+use crate::inventory::network::HostNetwork;
 use rear_model::manifest::sha256_hex;
-use rear_sys::sysroot::Sysroot;
 
 const PXELINUX_CFG: &str = include_str!("../../../../bootloaders/pxelinux.cfg");
 const GRUB_NET_CFG: &str = include_str!("../../../../bootloaders/grub-net.cfg");
@@ -215,23 +214,24 @@ pub fn write_pxe_tree(
     })
 }
 
-/// MAC addresses of the host's physical network interfaces, from
-/// `/sys/class/net/*/address`, as `aa:bb:cc:dd:ee:ff`, sorted and without duplicates.
+/// MAC addresses of the host's Ethernet cards ([`device_addresses`]: permanent MACs
+/// of bond members), as `aa:bb:cc:dd:ee:ff`, sorted and without duplicates; none when the
+/// network of the host was not probed.
 ///
-/// Skipped: `lo`, virtual devices (no `device` link: bridges, bonds, veth, tun), addresses
-/// that are not six octets (InfiniBand) and all-zero addresses.
-pub fn host_macs(sys: &Sysroot) -> Vec<String> {
+/// Skipped: addresses that are not six octets and all-zero addresses.
+///
+/// [`device_addresses`]: crate::inventory::network::Probe::device_addresses
+pub fn host_macs(net: &HostNetwork) -> Vec<String> {
+    let HostNetwork::Probed(probe) = net else {
+        return Vec::new();
+    };
     let mut macs = BTreeSet::new();
-    for link in sys_links(sys).into_iter().filter(|l| l.physical) {
-        match parse_mac(&link.address) {
+    for (name, address) in probe.device_addresses() {
+        match parse_mac(&address) {
             Some(octets) if octets != [0; 6] => {
                 macs.insert(format_mac(&octets, ':'));
             }
-            _ => log::debug!(
-                "/sys/class/net/{}: address {:?} is no Ethernet MAC; skipped",
-                link.name,
-                link.address
-            ),
+            _ => log::debug!("{name}: address {address:?} is no Ethernet MAC; skipped"),
         }
     }
     macs.into_iter().collect()
@@ -834,49 +834,38 @@ mod tests {
     }
 
     #[test]
-    fn host_macs_fake_sys() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        let dev = root.join("sys/devices/pci0000:00/0000:00:03.0");
-        let add = |name: &str, addr: &str, physical: bool| {
-            let d = root.join("sys/devices/virtual/net").join(name);
-            let d = if physical {
-                dev.join("net").join(name)
-            } else {
-                d
-            };
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("address"), format!("{addr}\n")).unwrap();
-            if physical {
-                std::os::unix::fs::symlink("../../../0000:00:03.0", d.join("device")).unwrap();
-            }
-            std::fs::create_dir_all(root.join("sys/class/net")).unwrap();
-            let rel = d.strip_prefix(root.join("sys")).unwrap();
-            std::os::unix::fs::symlink(
-                Path::new("../..").join(rel),
-                root.join("sys/class/net").join(name),
-            )
-            .unwrap();
+    fn host_macs_of_the_probed_cards() {
+        use crate::inventory::network::{IpLink, Probe};
+        let link = |name: &str, address: &str, bus: bool| IpLink {
+            ifname: name.into(),
+            link_type: "ether".into(),
+            address: Some(address.into()),
+            mtu: None,
+            master: None,
+            link: None,
+            parentbus: bus.then(|| "pci".to_string()),
+            linkinfo: None,
+            addr_info: Vec::new(),
         };
-        add("lo", "00:00:00:00:00:00", false);
-        add("eth1", "52:54:00:AA:00:02", true);
-        add("eth0", "52:54:00:aa:00:01", true);
-        add("br0", "52:54:00:aa:00:01", false);
-        add("veth9", "7e:11:22:33:44:55", false);
-        add("usb0", "00:00:00:00:00:00", true);
-        add(
-            "ib0",
-            "80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:0b:0c",
-            true,
-        );
-        let sys = Sysroot::new(root).unwrap();
-        assert_eq!(host_macs(&sys), ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]);
+        let probe = Probe {
+            links: vec![
+                link("eth1", "52:54:00:AA:00:02", true),
+                link("eth0", "52:54:00:aa:00:01", true),
+                link("br0", "52:54:00:aa:00:01", false),
+                link("veth9", "7e:11:22:33:44:55", false),
+                link("usb0", "00:00:00:00:00:00", true),
+                link("odd0", "52:54:00:aa", true),
+            ],
+            ..Probe::default()
+        };
+        let net = HostNetwork::Probed(probe);
+        assert_eq!(host_macs(&net), ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]);
     }
 
     #[test]
-    fn host_macs_no_sys() {
-        let tmp = tempfile::tempdir().unwrap();
-        assert!(host_macs(&Sysroot::new(tmp.path()).unwrap()).is_empty());
+    fn host_macs_none_when_not_probed() {
+        assert!(host_macs(&HostNetwork::NotRunning).is_empty());
+        assert!(host_macs(&HostNetwork::Failed("ip: not found".into())).is_empty());
     }
 
     #[test]
