@@ -113,6 +113,9 @@ pub enum Error {
     /// A tool (syslinux, mkfs.ext4) failed.
     #[error(transparent)]
     Exec(#[from] exec::Error),
+    /// `/proc/swaps` of the running system could not be read.
+    #[error(transparent)]
+    Swaps(#[from] rear_sys::layout::parse::Error),
     /// Reading or writing a file or device failed.
     #[error("{}: {error}", .path.display())]
     Io {

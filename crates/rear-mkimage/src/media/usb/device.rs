@@ -300,15 +300,11 @@ fn disk_in_use(sys: &Sysroot, disk: &Disk) -> Result<Option<String>, Error> {
             return Ok(Some(format!("{part} is held by {holder}")));
         }
     }
-    if let Ok(swaps) = sys.read_to_string(Path::new("/proc/swaps")) {
-        for line in swaps.lines().skip(1) {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let name = rear_sys::mounts::unescape_octal(name);
-            if rdev_of(&name).is_some_and(|d| devs.contains(&d)) {
-                return Ok(Some(format!("{name} is in use as swap")));
-            }
+    // Unreadable is an error, not "no swap": the disk might be in use.
+    let swaps = sys.read_to_string(Path::new("/proc/swaps"))?;
+    for swap in rear_sys::layout::parse::swaps::parse(&swaps)? {
+        if rdev_of(&swap.filename).is_some_and(|d| devs.contains(&d)) {
+            return Ok(Some(format!("{} is in use as swap", swap.filename)));
         }
     }
     Ok(None)
