@@ -187,16 +187,8 @@ fn wait_for(device: &str, step: &str) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::step;
     use super::*;
-
-    fn step(action: Action) -> Step {
-        Step {
-            id: "x".into(),
-            action,
-            creates: vec![],
-            needs: vec![],
-        }
-    }
 
     #[test]
     fn apply_refuses_disk_outside_plan_and_resumes() {

@@ -398,20 +398,11 @@ fn mkfs(fs: &rear_model::layout::model::Filesystem) -> Cmd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::default_context;
+    use super::super::{default_context, step};
     use super::*;
     use rear_model::layout::model::{
         Filesystem, FsOptions, Luks, MdArray, Partition, PartitionTable, Subvolume,
     };
-
-    fn step(action: Action) -> Step {
-        Step {
-            id: "x".into(),
-            action,
-            creates: vec![],
-            needs: vec![],
-        }
-    }
 
     fn argv(action: Action, ctx: &Context) -> Vec<String> {
         commands(&step(action), ctx)

@@ -234,3 +234,14 @@ pub fn apply_plan(plan: &Plan, luks_key: Option<PathBuf>, ask: bool) -> Result<(
     }
     result
 }
+
+/// A step with the id `x` and nothing before or after it, for the tests of the submodules.
+#[cfg(test)]
+fn step(action: Action) -> crate::plan::Step {
+    crate::plan::Step {
+        id: "x".into(),
+        action,
+        creates: vec![],
+        needs: vec![],
+    }
+}
