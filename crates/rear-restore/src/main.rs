@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run as the rescue system's init (what PID 1 does).
+    /// Run as the rescue system's init (what PID 1 does); refused when not PID 1.
     Init,
     /// Stop all processes and switch the power off.
     Poweroff,
@@ -137,7 +137,13 @@ fn main() -> ExitCode {
             let cli = Cli::parse();
             rear_model::logger::init("rear-restore", cli.verbose);
             match cli.command {
-                Cmd::Init => init::run(),
+                // Not PID 1 (PID 1 never gets here): on a normal host the init would mount
+                // over /tmp and /run, repoint the kernel's modprobe helper, start DHCP and
+                // shells. Refused.
+                Cmd::Init => Err(anyhow::anyhow!(
+                    "rear-restore init is the rescue system's PID 1 and this is process {}: refusing to run it on a running system (the rescue media start it as /init)",
+                    std::process::id()
+                )),
                 Cmd::Poweroff => init::request(Action::Poweroff).map_err(anyhow::Error::from),
                 Cmd::Reboot => init::request(Action::Reboot).map_err(anyhow::Error::from),
                 Cmd::Halt => init::request(Action::Halt).map_err(anyhow::Error::from),

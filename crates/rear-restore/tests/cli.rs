@@ -35,3 +35,19 @@ fn layout_show_of_a_missing_file_names_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn init_is_refused_when_not_pid_1() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rear-restore"))
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr
+            .contains("error: rear-restore init is the rescue system's PID 1 and this is process "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refusing"), "{stderr}");
+}
